@@ -1,0 +1,374 @@
+//! `AEAD_AES_256_CBC_HMAC_SHA256`, as Cosmos DB Always Encrypted writes it.
+//!
+//! ```text
+//! ciphertext = 0x01 || tag (32) || IV (16) || AES-256-CBC-PKCS7(encKey, IV, plaintext)
+//! tag        = HMAC-SHA256(macKey, 0x01 || IV || CBC-ciphertext || 0x01)
+//! IV         = deterministic: HMAC-SHA256(ivKey, plaintext)[0..16]
+//!              randomized:    16 bytes from a CSPRNG
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use aes::Aes256;
+use aes::cipher::block_padding::Pkcs7;
+use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::EncryptionType;
+use crate::error::{Error, Result};
+use crate::keys::DataEncryptionKey;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const VERSION: u8 = 0x01;
+const TAG_LEN: usize = 32;
+const IV_LEN: usize = 16;
+const BLOCK: usize = 16;
+/// Version byte, tag and IV.
+const HEADER_LEN: usize = 1 + TAG_LEN + IV_LEN;
+/// The smallest valid ciphertext: the header and one block.
+pub(crate) const MIN_CIPHERTEXT_LEN: usize = HEADER_LEN + BLOCK;
+
+/// `UTF-16LE(label)` at compile time (the labels are ASCII).
+const fn utf16le<const N: usize>(label: &str) -> [u8; N] {
+    let bytes = label.as_bytes();
+    assert!(bytes.len() * 2 == N, "label length");
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii(), "labels are ASCII");
+        out[2 * i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
+const ENC_LABEL_STR: &str = "Microsoft SQL Server cell encryption key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256";
+const MAC_LABEL_STR: &str = "Microsoft SQL Server cell MAC key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256";
+const IV_LABEL_STR: &str = "Microsoft SQL Server cell IV key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256";
+const ENC_LABEL: [u8; ENC_LABEL_STR.len() * 2] = utf16le(ENC_LABEL_STR);
+const MAC_LABEL: [u8; MAC_LABEL_STR.len() * 2] = utf16le(MAC_LABEL_STR);
+const IV_LABEL: [u8; IV_LABEL_STR.len() * 2] = utf16le(IV_LABEL_STR);
+
+/// A data-encryption key prepared for `AEAD_AES_256_CBC_HMAC_SHA256`.
+///
+/// The encryption, MAC and IV keys are derived once, when the key is made; the AES key
+/// schedule and the keyed HMAC states are kept and reused (cloned) for every value, so
+/// encrypting a value costs no key setup and allocates only its output.
+///
+/// # Security
+///
+/// Derived keys, the AES key schedule and the keyed HMAC states are zeroized on drop.
+/// `Debug` shows the key id only. Cloning is cheap (an `Arc`) and shares the key.
+///
+/// # Example
+///
+/// ```
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::keys::DataEncryptionKey;
+///
+/// let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+/// let ct = key.encrypt(b"123-45-6789", EncryptionType::Deterministic)?;
+/// assert_eq!(ct, key.encrypt(b"123-45-6789", EncryptionType::Deterministic)?);
+/// assert_eq!(&key.decrypt(&ct)?[..], b"123-45-6789");
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct CbcHmacKey(Arc<Inner>);
+
+struct Inner {
+    key_id: String,
+    aes: Aes256,
+    mac: HmacSha256,
+    iv: HmacSha256,
+}
+
+impl CbcHmacKey {
+    /// Derives the cell keys from `dek`. `key_id` (the client encryption key id, e.g.
+    /// `cek1`) is not secret; errors name it.
+    pub fn new(key_id: impl Into<String>, dek: &DataEncryptionKey) -> Self {
+        let derive = |label: &[u8]| -> Zeroizing<[u8; 32]> {
+            let mut mac = keyed(dek.expose_secret());
+            mac.update(label);
+            Zeroizing::new(mac.finalize().into_bytes().into())
+        };
+        let enc_key = derive(&ENC_LABEL);
+        let mac_key = derive(&MAC_LABEL);
+        let iv_key = derive(&IV_LABEL);
+        let aes = Aes256::new(&(*enc_key).into());
+        CbcHmacKey(Arc::new(Inner {
+            key_id: key_id.into(),
+            aes,
+            mac: keyed(&mac_key[..]),
+            iv: keyed(&iv_key[..]),
+        }))
+    }
+
+    /// The client encryption key id this key was made for.
+    pub fn key_id(&self) -> &str {
+        &self.0.key_id
+    }
+
+    /// The length of the ciphertext of a `plaintext_len`-byte plaintext.
+    pub fn ciphertext_len(plaintext_len: usize) -> usize {
+        HEADER_LEN + (plaintext_len / BLOCK + 1) * BLOCK
+    }
+
+    /// Encrypts `plaintext` and returns the ciphertext.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Random`] if randomized encryption cannot get random bytes.
+    pub fn encrypt(&self, plaintext: &[u8], mode: EncryptionType) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(Self::ciphertext_len(plaintext.len()));
+        self.encrypt_into(plaintext, mode, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encrypts `plaintext` and appends the ciphertext to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Random`] if randomized encryption cannot get random bytes. `out` is left
+    /// as it was on error.
+    pub fn encrypt_into(
+        &self,
+        plaintext: &[u8],
+        mode: EncryptionType,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let mut iv = [0u8; IV_LEN];
+        match mode {
+            EncryptionType::Deterministic => {
+                let mut mac = self.0.iv.clone();
+                mac.update(plaintext);
+                let full = mac.finalize().into_bytes();
+                iv.copy_from_slice(&full[..IV_LEN]);
+            }
+            EncryptionType::Randomized => random_iv(&mut iv),
+        }
+        let start = out.len();
+        let total = Self::ciphertext_len(plaintext.len());
+        out.resize(start + total, 0);
+        let ct = &mut out[start..];
+        ct[0] = VERSION;
+        ct[1 + TAG_LEN..HEADER_LEN].copy_from_slice(&iv);
+        let body = &mut ct[HEADER_LEN..];
+        body[..plaintext.len()].copy_from_slice(plaintext);
+        let enc = cbc::Encryptor::<Aes256>::inner_iv_init(self.0.aes.clone(), &iv.into());
+        let written = match enc.encrypt_padded::<Pkcs7>(body, plaintext.len()) {
+            Ok(c) => c.len(),
+            Err(_) => {
+                // Unreachable: the buffer was sized for the padded length above.
+                out.truncate(start);
+                return Err(Error::UnsupportedValue {
+                    path: String::new(),
+                    reason: "internal error: CBC buffer too small".into(),
+                });
+            }
+        };
+        debug_assert_eq!(written, total - HEADER_LEN);
+        let tag = self.tag(&iv, &ct[HEADER_LEN..]);
+        ct[1..1 + TAG_LEN].copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Checks and decrypts `ciphertext`, returning the plaintext in a buffer that is
+    /// zeroized when dropped.
+    ///
+    /// Checks, in this order: the length, the version byte, the tag (in constant time),
+    /// and only then decrypts and checks the padding.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedCiphertext`] for a wrong length or version byte;
+    /// [`Error::DecryptionFailed`] for a wrong tag or padding (tampered, wrong key).
+    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::new());
+        self.decrypt_into(ciphertext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`decrypt`](Self::decrypt), but writes the plaintext into `out` (cleared
+    /// first), so a caller can reuse one zeroizing buffer for many values.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt). On error `out` is empty.
+    pub fn decrypt_into(&self, ciphertext: &[u8], out: &mut Zeroizing<Vec<u8>>) -> Result<()> {
+        out.clear();
+        if ciphertext.len() < MIN_CIPHERTEXT_LEN {
+            return Err(self.malformed("shorter than the 65-byte minimum"));
+        }
+        if !(ciphertext.len() - HEADER_LEN).is_multiple_of(BLOCK) {
+            return Err(self.malformed("not a whole number of AES blocks"));
+        }
+        if ciphertext[0] != VERSION {
+            return Err(self.malformed("unknown algorithm version byte"));
+        }
+        let iv: &[u8; IV_LEN] = ciphertext[1 + TAG_LEN..HEADER_LEN]
+            .try_into()
+            .map_err(|_| self.malformed("bad IV"))?;
+        let body = &ciphertext[HEADER_LEN..];
+        let expected = self.tag(iv, body);
+        if !bool::from(expected[..].ct_eq(&ciphertext[1..1 + TAG_LEN])) {
+            return Err(self.failed());
+        }
+        out.resize(body.len(), 0);
+        out.copy_from_slice(body);
+        let dec = cbc::Decryptor::<Aes256>::inner_iv_init(self.0.aes.clone(), &(*iv).into());
+        let len = match dec.decrypt_padded::<Pkcs7>(&mut out[..]) {
+            Ok(pt) => pt.len(),
+            Err(_) => {
+                out.zeroize_and_clear();
+                return Err(self.failed());
+            }
+        };
+        // Zero the padding bytes before shrinking the length.
+        out[len..].fill(0);
+        out.truncate(len);
+        Ok(())
+    }
+
+    fn tag(&self, iv: &[u8; IV_LEN], body: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = self.0.mac.clone();
+        mac.update(&[VERSION]);
+        mac.update(iv);
+        mac.update(body);
+        mac.update(&[VERSION]);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn malformed(&self, reason: &'static str) -> Error {
+        Error::MalformedCiphertext {
+            path: String::new(),
+            key_id: self.0.key_id.clone(),
+            reason,
+        }
+    }
+
+    fn failed(&self) -> Error {
+        Error::DecryptionFailed {
+            path: String::new(),
+            key_id: self.0.key_id.clone(),
+        }
+    }
+}
+
+/// Clear that zeroizes the initialized bytes first.
+trait ZeroizeAndClear {
+    fn zeroize_and_clear(&mut self);
+}
+
+impl ZeroizeAndClear for Zeroizing<Vec<u8>> {
+    fn zeroize_and_clear(&mut self) {
+        self.fill(0);
+        self.clear();
+    }
+}
+
+fn keyed(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    match <HmacSha256 as KeyInit>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    }
+}
+
+/// A random IV from the thread-local CSPRNG (ChaCha12, seeded and periodically reseeded
+/// from the OS).
+fn random_iv(iv: &mut [u8; IV_LEN]) {
+    rand::rng().fill_bytes(iv);
+}
+
+impl fmt::Debug for CbcHmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CbcHmacKey")
+            .field("key_id", &self.0.key_id)
+            .field("algorithm", &"AEAD_AES_256_CBC_HMAC_SHA256")
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> CbcHmacKey {
+        CbcHmacKey::new("k", &DataEncryptionKey::from_bytes(&[0xAB; 32]).unwrap())
+    }
+
+    #[test]
+    fn labels_are_utf16le() {
+        assert_eq!(&ENC_LABEL[..6], b"M\0i\0c\0");
+        assert_eq!(ENC_LABEL.len(), 2 * ENC_LABEL_STR.len());
+    }
+
+    #[test]
+    fn lengths() {
+        let k = key();
+        for n in [0usize, 1, 15, 16, 17, 31, 32, 100] {
+            let ct = k.encrypt(&vec![1; n], EncryptionType::Randomized).unwrap();
+            assert_eq!(ct.len(), CbcHmacKey::ciphertext_len(n));
+            assert_eq!(ct.len(), 49 + (n / 16 + 1) * 16);
+            assert_eq!(ct[0], 1);
+            assert_eq!(&k.decrypt(&ct).unwrap()[..], &vec![1; n][..]);
+        }
+        assert_eq!(CbcHmacKey::ciphertext_len(0), MIN_CIPHERTEXT_LEN);
+    }
+
+    #[test]
+    fn encrypt_into_appends() {
+        let k = key();
+        let mut out = b"prefix".to_vec();
+        k.encrypt_into(b"abc", EncryptionType::Deterministic, &mut out)
+            .unwrap();
+        assert_eq!(&out[..6], b"prefix");
+        assert_eq!(
+            &out[6..],
+            &k.encrypt(b"abc", EncryptionType::Deterministic).unwrap()[..]
+        );
+    }
+
+    #[test]
+    fn every_check_rejects() {
+        let k = key();
+        let ct = k.encrypt(b"hello", EncryptionType::Randomized).unwrap();
+        let malformed = |c: &[u8]| matches!(k.decrypt(c), Err(Error::MalformedCiphertext { .. }));
+        let failed = |c: &[u8]| matches!(k.decrypt(c), Err(Error::DecryptionFailed { .. }));
+        assert!(malformed(&ct[..64]));
+        assert!(malformed(&[]));
+        assert!(malformed(&ct[..ct.len() - 1]));
+        let mut longer = ct.clone();
+        longer.push(0);
+        assert!(malformed(&longer));
+        let mut v = ct.clone();
+        v[0] = 2;
+        assert!(malformed(&v));
+        for i in 1..ct.len() {
+            let mut t = ct.clone();
+            t[i] ^= 0x01;
+            assert!(failed(&t), "byte {i}");
+        }
+        let mut extended = ct.clone();
+        extended.extend_from_slice(&[0; 16]);
+        assert!(failed(&extended));
+        let other = CbcHmacKey::new("k", &DataEncryptionKey::from_bytes(&[1; 32]).unwrap());
+        assert!(matches!(
+            other.decrypt(&ct),
+            Err(Error::DecryptionFailed { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_shows_no_key_bytes() {
+        let s = format!("{:?} {:#?}", key(), key());
+        assert!(s.contains("\"k\""));
+        assert!(!s.contains("171") && !s.to_lowercase().contains("abab"));
+    }
+}

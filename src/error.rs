@@ -1,0 +1,161 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// Errors returned by `always-encrypted`.
+///
+/// Every variant says what went wrong and where (the JSON path, the key id, the file),
+/// and never carries key material or plaintext.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// A ciphertext failed authentication: it was tampered with, written under another
+    /// key, or is not a ciphertext at all. Deliberately opaque: a bad tag and bad padding
+    /// look the same, so no oracle can tell them apart.
+    DecryptionFailed {
+        /// JSON path of the property (empty when a lone value was decrypted).
+        path: String,
+        /// Id of the client encryption key that was used.
+        key_id: String,
+    },
+    /// The stored value is not a ciphertext this crate understands (bad base64, too
+    /// short, unknown version byte, unknown type marker, wrong payload length, ...).
+    MalformedCiphertext {
+        /// JSON path of the property (empty when a lone value was decrypted).
+        path: String,
+        /// Id of the client encryption key that was used.
+        key_id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A plaintext value cannot be encrypted (NaN, an integer that fits neither an int64
+    /// nor a double exactly, a value of a type that cannot be stored, ...).
+    UnsupportedValue {
+        /// JSON path of the property (empty when a lone value was encrypted).
+        path: String,
+        /// Why it cannot be encrypted.
+        reason: String,
+    },
+    /// A key given to the library is unusable (wrong length, ...).
+    InvalidKey {
+        /// Id of the key, if known.
+        key_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The operating system's random number generator failed.
+    Random(getrandom::Error),
+}
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Sets the JSON path on variants that carry one and where it is still empty.
+    #[allow(dead_code)] // used by the document layer
+    pub(crate) fn at_path(mut self, at: &str) -> Self {
+        match &mut self {
+            Error::DecryptionFailed { path, .. }
+            | Error::MalformedCiphertext { path, .. }
+            | Error::UnsupportedValue { path, .. }
+                if path.is_empty() =>
+            {
+                at.clone_into(path);
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// The JSON path this error is about, if any.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Error::DecryptionFailed { path, .. }
+            | Error::MalformedCiphertext { path, .. }
+            | Error::UnsupportedValue { path, .. }
+                if !path.is_empty() =>
+            {
+                Some(path)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Writes " at {path}" when a path is known.
+struct At<'a>(&'a str);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " at {}", self.0)
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::DecryptionFailed { path, key_id } => write!(
+                f,
+                "cannot decrypt the value{} with key '{key_id}': authentication failed \
+                 (tampered, written under another key, or not a ciphertext)",
+                At(path)
+            ),
+            Error::MalformedCiphertext {
+                path,
+                key_id,
+                reason,
+            } => write!(
+                f,
+                "malformed ciphertext{} (key '{key_id}'): {reason}",
+                At(path)
+            ),
+            Error::UnsupportedValue { path, reason } => {
+                write!(f, "cannot encrypt the value{}: {reason}", At(path))
+            }
+            Error::InvalidKey { key_id, reason } => {
+                write!(f, "invalid key '{key_id}': {reason}")
+            }
+            Error::Random(e) => write!(f, "the OS random number generator failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Random(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn f<T: Send + Sync + 'static>() {}
+        f::<Error>();
+    }
+
+    #[test]
+    fn at_path_fills_only_an_empty_path() {
+        let e = Error::DecryptionFailed {
+            path: String::new(),
+            key_id: "cek1".into(),
+        }
+        .at_path("/ssn")
+        .at_path("/other");
+        assert_eq!(e.path(), Some("/ssn"));
+        assert_eq!(
+            e.to_string(),
+            "cannot decrypt the value at /ssn with key 'cek1': authentication failed \
+             (tampered, written under another key, or not a ciphertext)"
+        );
+    }
+}

@@ -1,0 +1,670 @@
+//! Typed values: a JSON leaf to a type marker and serialized plaintext bytes, and the
+//! stored form `base64(type_marker || ciphertext)`.
+//!
+//! | marker | type | serialized plaintext |
+//! | --- | --- | --- |
+//! | 1 | Null | never written: `null` stays `null` |
+//! | 2 | Boolean | 8 bytes, little-endian int64 1 or 0 |
+//! | 3 | Double | 8 bytes, IEEE-754 binary64 little-endian, finite |
+//! | 4 | Long | 8 bytes, two's-complement int64 little-endian |
+//! | 5 | String | UTF-8 bytes |
+//!
+//! Numbers follow the .NET rule: an integer literal that fits int64 is a Long, anything
+//! else (a fraction, an exponent, an integer outside int64) is a Double; an integer that
+//! fits neither an int64 nor a double exactly is refused rather than rounded.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use serde_json::{Number, Value};
+use zeroize::Zeroizing;
+
+use crate::cipher::{CbcHmacKey, EncryptionType};
+use crate::error::{Error, Result};
+
+/// The type of an encrypted value, stored in clear as the first byte of the stored form.
+///
+/// Note: in the Cosmos format the marker is not authenticated.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TypeMarker {
+    /// JSON `null`. Never written: `null` is not encrypted.
+    Null = 1,
+    /// JSON `true` / `false`.
+    Boolean = 2,
+    /// A JSON number stored as an IEEE-754 double.
+    Double = 3,
+    /// A JSON integer stored as an int64.
+    Long = 4,
+    /// A JSON string.
+    String = 5,
+}
+
+impl TryFrom<u8> for TypeMarker {
+    type Error = u8;
+
+    fn try_from(b: u8) -> std::result::Result<Self, u8> {
+        Ok(match b {
+            1 => TypeMarker::Null,
+            2 => TypeMarker::Boolean,
+            3 => TypeMarker::Double,
+            4 => TypeMarker::Long,
+            5 => TypeMarker::String,
+            other => return Err(other),
+        })
+    }
+}
+
+/// The serialized plaintext of one JSON leaf, with its type marker.
+///
+/// # Security
+///
+/// Fixed-size payloads are zeroized on drop; a string payload borrows the caller's text.
+pub struct Plaintext<'a> {
+    marker: TypeMarker,
+    bytes: PlaintextBytes<'a>,
+}
+
+enum PlaintextBytes<'a> {
+    Fixed(Zeroizing<[u8; 8]>),
+    Borrowed(&'a [u8]),
+}
+
+impl<'a> Plaintext<'a> {
+    /// A string leaf.
+    pub fn string(s: &'a str) -> Self {
+        Plaintext {
+            marker: TypeMarker::String,
+            bytes: PlaintextBytes::Borrowed(s.as_bytes()),
+        }
+    }
+
+    /// A boolean leaf.
+    pub fn boolean(b: bool) -> Plaintext<'static> {
+        Plaintext::fixed(TypeMarker::Boolean, i64::from(b).to_le_bytes())
+    }
+
+    /// An integer stored as a Long.
+    pub fn long(n: i64) -> Plaintext<'static> {
+        Plaintext::fixed(TypeMarker::Long, n.to_le_bytes())
+    }
+
+    /// A number stored as a Double.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedValue`] for NaN and infinities.
+    pub fn double(x: f64) -> Result<Plaintext<'static>> {
+        if !x.is_finite() {
+            return Err(unsupported("NaN and infinite numbers cannot be stored"));
+        }
+        Ok(Plaintext::fixed(TypeMarker::Double, x.to_le_bytes()))
+    }
+
+    fn fixed(marker: TypeMarker, bytes: [u8; 8]) -> Plaintext<'static> {
+        Plaintext {
+            marker,
+            bytes: PlaintextBytes::Fixed(Zeroizing::new(bytes)),
+        }
+    }
+
+    /// Serializes a JSON leaf (string, number or boolean).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedValue`] for `null`, objects and arrays (they are never
+    /// encrypted as one value) and for numbers that cannot be stored exactly.
+    pub fn from_json(v: &'a Value) -> Result<Self> {
+        match v {
+            Value::String(s) => Ok(Plaintext::string(s)),
+            Value::Bool(b) => Ok(Plaintext::boolean(*b)),
+            Value::Number(n) => Plaintext::from_number(n),
+            Value::Null => Err(unsupported("null is never encrypted")),
+            Value::Object(_) | Value::Array(_) => Err(unsupported(
+                "objects and arrays are encrypted leaf by leaf, not as one value",
+            )),
+        }
+    }
+
+    /// Serializes a parsed JSON number: an int64 is a Long, anything else a Double.
+    ///
+    /// `serde_json` has already decided the literal's fate: `1.0` is a Double, `1` a
+    /// Long, and an integer beyond `u64` was parsed as a double by `serde_json` itself.
+    /// To classify exactly from the literal text, use
+    /// [`from_number_literal`](Self::from_number_literal).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedValue`] for an integer above `i64::MAX` that has no exact
+    /// double.
+    pub fn from_number(n: &Number) -> Result<Plaintext<'static>> {
+        if let Some(i) = n.as_i64() {
+            return Ok(Plaintext::long(i));
+        }
+        if let Some(u) = n.as_u64() {
+            return exact_u64_as_double(u);
+        }
+        match n.as_f64() {
+            Some(x) => Plaintext::double(x),
+            None => Err(unsupported(
+                "a number that is neither an integer nor a double",
+            )),
+        }
+    }
+
+    /// Serializes a JSON number from its literal text, by the .NET rule: an integer
+    /// literal that fits int64 is a Long; a fraction or exponent is a Double; an integer
+    /// outside int64 is a Double when the double is exact.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedValue`] when `lit` is not a JSON number literal, overflows a
+    /// double, or is an integer that fits neither an int64 nor a double exactly.
+    pub fn from_number_literal(lit: &str) -> Result<Plaintext<'static>> {
+        if !is_json_number(lit) {
+            return Err(unsupported("not a JSON number literal"));
+        }
+        let is_integer = !lit.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
+        if is_integer {
+            if let Ok(i) = lit.parse::<i64>() {
+                return Ok(Plaintext::long(i));
+            }
+            let x: f64 = lit
+                .parse()
+                .map_err(|_| unsupported("not a JSON number literal"))?;
+            // The double is exact when printing it back gives the literal digits.
+            if x.is_finite() && format!("{x:.0}") == lit {
+                return Plaintext::double(x);
+            }
+            return Err(unsupported(&format!(
+                "an integer literal of {} digits fits neither an int64 nor a double exactly; \
+                 store it as a string",
+                lit.trim_start_matches('-').len()
+            )));
+        }
+        let x: f64 = lit
+            .parse()
+            .map_err(|_| unsupported("not a JSON number literal"))?;
+        if !x.is_finite() {
+            return Err(unsupported("a number literal beyond the range of a double"));
+        }
+        Plaintext::double(x)
+    }
+
+    /// The type marker.
+    pub fn marker(&self) -> TypeMarker {
+        self.marker
+    }
+
+    /// The serialized plaintext bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.bytes {
+            PlaintextBytes::Fixed(b) => &b[..],
+            PlaintextBytes::Borrowed(b) => b,
+        }
+    }
+
+    /// Turns decrypted plaintext bytes with their marker back into a JSON value.
+    ///
+    /// Payload lengths are checked: Boolean, Double and Long take exactly 8 bytes
+    /// (a Boolean is true when its first byte is non-zero, as the SDKs read it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedCiphertext`] (with an empty key id) for the Null marker, a
+    /// wrong payload length, a NaN or infinite double, or a string that is not UTF-8.
+    pub fn to_json(marker: TypeMarker, bytes: &[u8]) -> Result<Value> {
+        deserialize(marker, bytes).map_err(|reason| Error::MalformedCiphertext {
+            path: String::new(),
+            key_id: String::new(),
+            reason,
+        })
+    }
+}
+
+fn exact_u64_as_double(u: u64) -> Result<Plaintext<'static>> {
+    #[allow(clippy::cast_precision_loss)] // checked for exactness just below
+    let x = u as f64;
+    // 2^64 itself does not fit a u64, so compare in u128.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let back = x as u128;
+    if back == u128::from(u) {
+        Plaintext::double(x)
+    } else {
+        Err(unsupported(
+            "an integer above int64 that has no exact double; store it as a string",
+        ))
+    }
+}
+
+/// RFC 8259 number grammar: `-? (0 | [1-9][0-9]*) (\.[0-9]+)? ([eE][+-]?[0-9]+)?`.
+fn is_json_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+fn fixed8(bytes: &[u8], what: &'static str) -> std::result::Result<[u8; 8], &'static str> {
+    bytes.try_into().map_err(|_| what)
+}
+
+fn deserialize(marker: TypeMarker, bytes: &[u8]) -> std::result::Result<Value, &'static str> {
+    Ok(match marker {
+        TypeMarker::Null => return Err("the Null type marker is never encrypted"),
+        TypeMarker::Boolean => {
+            let b = fixed8(bytes, "a Boolean payload must be 8 bytes")?;
+            Value::Bool(b[0] != 0)
+        }
+        TypeMarker::Long => Value::from(i64::from_le_bytes(fixed8(
+            bytes,
+            "a Long payload must be 8 bytes",
+        )?)),
+        TypeMarker::Double => {
+            let x = f64::from_le_bytes(fixed8(bytes, "a Double payload must be 8 bytes")?);
+            Value::Number(Number::from_f64(x).ok_or("a Double payload is NaN or infinite")?)
+        }
+        TypeMarker::String => Value::String(
+            std::str::from_utf8(bytes)
+                .map_err(|_| "a String payload is not valid UTF-8")?
+                .to_owned(),
+        ),
+    })
+}
+
+fn unsupported(reason: &str) -> Error {
+    Error::UnsupportedValue {
+        path: String::new(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The base64 alphabet of a stored value.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Alphabet {
+    /// Standard base64 with padding: every stored value but the id.
+    #[default]
+    Standard,
+    /// URL-safe base64 (`-` and `_`) with padding: the encrypted `/id`, which Cosmos puts
+    /// in resource URLs.
+    UrlSafe,
+}
+
+impl Alphabet {
+    fn engine(self) -> &'static base64::engine::GeneralPurpose {
+        match self {
+            Alphabet::Standard => &STANDARD,
+            Alphabet::UrlSafe => &URL_SAFE,
+        }
+    }
+}
+
+/// Encrypts a serialized leaf and returns its stored form,
+/// `base64(type_marker || ciphertext)`.
+///
+/// # Errors
+///
+/// [`Error::Random`] if randomized encryption cannot get random bytes.
+pub fn encrypt_to_stored(
+    key: &CbcHmacKey,
+    mode: EncryptionType,
+    plaintext: &Plaintext<'_>,
+    alphabet: Alphabet,
+) -> Result<String> {
+    let mut scratch = Vec::new();
+    let mut out = String::new();
+    encrypt_to_stored_into(key, mode, plaintext, alphabet, &mut scratch, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`encrypt_to_stored`], but appends the stored form to `out`, using `scratch`
+/// (cleared first) for the binary ciphertext, so a caller encrypting many values can
+/// reuse both buffers.
+///
+/// # Errors
+///
+/// As [`encrypt_to_stored`]; `out` is unchanged on error.
+pub fn encrypt_to_stored_into(
+    key: &CbcHmacKey,
+    mode: EncryptionType,
+    plaintext: &Plaintext<'_>,
+    alphabet: Alphabet,
+    scratch: &mut Vec<u8>,
+    out: &mut String,
+) -> Result<()> {
+    scratch.clear();
+    scratch.reserve(1 + CbcHmacKey::ciphertext_len(plaintext.as_bytes().len()));
+    scratch.push(plaintext.marker() as u8);
+    key.encrypt_into(plaintext.as_bytes(), mode, scratch)?;
+    alphabet.engine().encode_string(&scratch[..], out);
+    Ok(())
+}
+
+/// Decodes and decrypts a stored value back into a JSON value.
+///
+/// # Errors
+///
+/// [`Error::MalformedCiphertext`] for bad base64, an unknown or Null type marker, a
+/// ciphertext of the wrong shape, or a payload that does not fit its marker;
+/// [`Error::DecryptionFailed`] when authentication fails (tampered, wrong key).
+pub fn decrypt_stored(key: &CbcHmacKey, stored: &str, alphabet: Alphabet) -> Result<Value> {
+    let malformed = |reason| Error::MalformedCiphertext {
+        path: String::new(),
+        key_id: key.key_id().to_owned(),
+        reason,
+    };
+    let raw = alphabet
+        .engine()
+        .decode(stored)
+        .map_err(|_| malformed("not valid base64"))?;
+    let (&marker, ciphertext) = raw.split_first().ok_or(malformed("empty value"))?;
+    let marker = TypeMarker::try_from(marker).map_err(|_| malformed("unknown type marker"))?;
+    if marker == TypeMarker::Null {
+        return Err(malformed("the Null type marker is never encrypted"));
+    }
+    let plaintext = key.decrypt(ciphertext)?;
+    deserialize(marker, &plaintext).map_err(malformed)
+}
+
+/// Encrypts one JSON leaf into its stored JSON string; `null` stays `null`.
+///
+/// # Errors
+///
+/// As [`Plaintext::from_json`] and [`encrypt_to_stored`].
+///
+/// # Example
+///
+/// ```
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::keys::DataEncryptionKey;
+/// use always_encrypted::value::{decrypt_value, encrypt_value, Alphabet};
+/// use serde_json::json;
+///
+/// let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+/// let stored = encrypt_value(&key, EncryptionType::Randomized, &json!(42))?;
+/// assert!(stored.is_string());
+/// assert_eq!(decrypt_value(&key, &stored)?, json!(42));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
+pub fn encrypt_value(key: &CbcHmacKey, mode: EncryptionType, v: &Value) -> Result<Value> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let pt = Plaintext::from_json(v)?;
+    Ok(Value::String(encrypt_to_stored(
+        key,
+        mode,
+        &pt,
+        Alphabet::Standard,
+    )?))
+}
+
+/// Decrypts one stored JSON value (a string in the standard alphabet); `null` stays
+/// `null`.
+///
+/// # Errors
+///
+/// [`Error::MalformedCiphertext`] when `v` is neither a string nor `null`, and as
+/// [`decrypt_stored`].
+pub fn decrypt_value(key: &CbcHmacKey, v: &Value) -> Result<Value> {
+    match v {
+        Value::Null => Ok(Value::Null),
+        Value::String(s) => decrypt_stored(key, s, Alphabet::Standard),
+        _ => Err(Error::MalformedCiphertext {
+            path: String::new(),
+            key_id: key.key_id().to_owned(),
+            reason: "an encrypted value must be a JSON string",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::DataEncryptionKey;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn key() -> CbcHmacKey {
+        CbcHmacKey::new("k", &DataEncryptionKey::from_bytes(&[3; 32]).unwrap())
+    }
+
+    fn literal(lit: &str) -> Result<(TypeMarker, Vec<u8>)> {
+        Plaintext::from_number_literal(lit).map(|p| (p.marker(), p.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn number_literals_follow_the_dotnet_rule() {
+        assert_eq!(
+            literal("42").unwrap(),
+            (TypeMarker::Long, 42i64.to_le_bytes().to_vec())
+        );
+        assert_eq!(literal("-0").unwrap().0, TypeMarker::Long);
+        assert_eq!(literal("9223372036854775807").unwrap().0, TypeMarker::Long);
+        assert_eq!(
+            literal("1.0").unwrap(),
+            (TypeMarker::Double, 1.0f64.to_le_bytes().to_vec())
+        );
+        assert_eq!(literal("1e2").unwrap().0, TypeMarker::Double);
+        assert_eq!(literal("-0.0").unwrap().1, (-0.0f64).to_le_bytes().to_vec());
+        // 2^63: outside int64, exact as a double.
+        assert_eq!(
+            literal("9223372036854775808").unwrap(),
+            (
+                TypeMarker::Double,
+                9.223_372_036_854_776e18f64.to_le_bytes().to_vec()
+            )
+        );
+        // 2^63 + 1 is not a double: refused, not rounded.
+        assert!(matches!(
+            literal("9223372036854775809"),
+            Err(Error::UnsupportedValue { .. })
+        ));
+        assert!(literal("123456789012345678901234567890").is_err());
+        assert!(literal("1e400").is_err());
+        for bad in [
+            "", "-", "01", "1.", ".5", "1e", "+1", "NaN", "Infinity", "0x10", " 1",
+        ] {
+            assert!(literal(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_the_value() {
+        let e = literal("9223372036854775809").unwrap_err().to_string();
+        assert!(!e.contains("9223372036854775809"), "{e}");
+    }
+
+    #[test]
+    fn parsed_numbers() {
+        let v: Value =
+            serde_json::from_str("[1, 1.0, 18446744073709551615, 9223372036854775808, -5]")
+                .unwrap();
+        let m: Vec<_> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| Plaintext::from_json(n).map(|p| p.marker()))
+            .collect();
+        assert_eq!(m[0].as_ref().unwrap(), &TypeMarker::Long);
+        assert_eq!(m[1].as_ref().unwrap(), &TypeMarker::Double);
+        assert!(m[2].is_err(), "2^64-1 has no exact double");
+        assert_eq!(m[3].as_ref().unwrap(), &TypeMarker::Double);
+        assert_eq!(m[4].as_ref().unwrap(), &TypeMarker::Long);
+    }
+
+    #[test]
+    fn null_objects_arrays_are_not_leaves() {
+        for v in [json!(null), json!({}), json!([1])] {
+            assert!(Plaintext::from_json(&v).is_err());
+        }
+        assert!(Plaintext::double(f64::NAN).is_err());
+        assert!(Plaintext::double(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn payload_checks() {
+        use TypeMarker::*;
+        assert_eq!(
+            Plaintext::to_json(Boolean, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap(),
+            json!(true)
+        );
+        assert_eq!(Plaintext::to_json(Boolean, &[0; 8]).unwrap(), json!(false));
+        for m in [Boolean, Long, Double] {
+            assert!(Plaintext::to_json(m, &[0; 7]).is_err());
+            assert!(Plaintext::to_json(m, &[0; 9]).is_err());
+        }
+        assert!(Plaintext::to_json(Double, &f64::NAN.to_le_bytes()).is_err());
+        assert!(Plaintext::to_json(Double, &f64::NEG_INFINITY.to_le_bytes()).is_err());
+        assert!(Plaintext::to_json(String, &[0xff]).is_err());
+        assert!(Plaintext::to_json(Null, &[]).is_err());
+        assert_eq!(Plaintext::to_json(String, b"").unwrap(), json!(""));
+        assert!(TypeMarker::try_from(0).is_err());
+        assert!(TypeMarker::try_from(6).is_err());
+    }
+
+    #[test]
+    fn stored_form_rejects_bad_markers_and_base64() {
+        let k = key();
+        let stored = encrypt_value(&k, EncryptionType::Randomized, &json!("x")).unwrap();
+        let s = stored.as_str().unwrap();
+        let mut raw = STANDARD.decode(s).unwrap();
+        for m in [0u8, 1, 6, 255] {
+            raw[0] = m;
+            let r = decrypt_stored(&k, &STANDARD.encode(&raw), Alphabet::Standard);
+            assert!(
+                matches!(r, Err(Error::MalformedCiphertext { .. })),
+                "marker {m}"
+            );
+        }
+        // A string payload relabelled Long has the wrong length.
+        raw[0] = TypeMarker::Long as u8;
+        assert!(matches!(
+            decrypt_stored(&k, &STANDARD.encode(&raw), Alphabet::Standard),
+            Err(Error::MalformedCiphertext { .. })
+        ));
+        for bad in ["", "!!!!", "QQ", "QR==", &s[1..]] {
+            assert!(
+                matches!(
+                    decrypt_stored(&k, bad, Alphabet::Standard),
+                    Err(Error::MalformedCiphertext { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(decrypt_value(&k, &json!(5)).is_err());
+        assert_eq!(decrypt_value(&k, &json!(null)).unwrap(), json!(null));
+    }
+
+    #[test]
+    fn url_safe_alphabet() {
+        let k = key();
+        for i in 0..64 {
+            let v = format!("id-{i}");
+            let pt = Plaintext::string(&v);
+            let s = encrypt_to_stored(&k, EncryptionType::Deterministic, &pt, Alphabet::UrlSafe)
+                .unwrap();
+            assert!(!s.contains('/') && !s.contains('+'));
+            assert_eq!(decrypt_stored(&k, &s, Alphabet::UrlSafe).unwrap(), json!(v));
+        }
+    }
+
+    fn roundtrip(v: &Value, mode: EncryptionType) -> Value {
+        let k = key();
+        let stored = encrypt_value(&k, mode, v).unwrap();
+        decrypt_value(&k, &stored).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn strings_round_trip(s in any::<String>(), det in any::<bool>()) {
+            let mode = if det { EncryptionType::Deterministic } else { EncryptionType::Randomized };
+            prop_assert_eq!(roundtrip(&json!(s), mode), json!(s));
+        }
+
+        #[test]
+        fn longs_round_trip(n in any::<i64>(), det in any::<bool>()) {
+            let mode = if det { EncryptionType::Deterministic } else { EncryptionType::Randomized };
+            prop_assert_eq!(roundtrip(&json!(n), mode), json!(n));
+        }
+
+        #[test]
+        fn doubles_round_trip_bit_exact(bits in any::<u64>(), det in any::<bool>()) {
+            let x = f64::from_bits(bits);
+            prop_assume!(x.is_finite());
+            let mode = if det { EncryptionType::Deterministic } else { EncryptionType::Randomized };
+            let k = key();
+            let pt = Plaintext::double(x).unwrap();
+            let s = encrypt_to_stored(&k, mode, &pt, Alphabet::Standard).unwrap();
+            let back = decrypt_stored(&k, &s, Alphabet::Standard).unwrap();
+            prop_assert_eq!(back.as_f64().unwrap().to_bits(), bits);
+        }
+
+        #[test]
+        fn bools_round_trip(b in any::<bool>(), det in any::<bool>()) {
+            let mode = if det { EncryptionType::Deterministic } else { EncryptionType::Randomized };
+            prop_assert_eq!(roundtrip(&json!(b), mode), json!(b));
+        }
+
+        #[test]
+        fn randomized_differs_deterministic_repeats(s in any::<String>()) {
+            let k = key();
+            let v = json!(s);
+            let r1 = encrypt_value(&k, EncryptionType::Randomized, &v).unwrap();
+            let r2 = encrypt_value(&k, EncryptionType::Randomized, &v).unwrap();
+            prop_assert_ne!(r1, r2);
+            let d1 = encrypt_value(&k, EncryptionType::Deterministic, &v).unwrap();
+            let d2 = encrypt_value(&k, EncryptionType::Deterministic, &v).unwrap();
+            prop_assert_eq!(d1, d2);
+        }
+
+        #[test]
+        fn integer_literals_classify_like_parsed_numbers(n in any::<i64>()) {
+            let lit = n.to_string();
+            let p = Plaintext::from_number_literal(&lit).unwrap();
+            prop_assert_eq!(p.marker(), TypeMarker::Long);
+            prop_assert_eq!(p.as_bytes(), &n.to_le_bytes()[..]);
+        }
+
+        #[test]
+        fn double_literals_parse_exactly(bits in any::<u64>()) {
+            let x = f64::from_bits(bits);
+            prop_assume!(x.is_finite());
+            let lit = serde_json::to_string(&x).unwrap();
+            let p = Plaintext::from_number_literal(&lit).unwrap();
+            prop_assert_eq!(p.as_bytes(), &x.to_le_bytes()[..]);
+        }
+    }
+}
