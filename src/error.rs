@@ -43,6 +43,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// No client encryption key with this id is in the key store.
+    KeyNotFound {
+        /// The client encryption key id that was looked up.
+        key_id: String,
+    },
+    /// A key-encryption-key provider failed (Key Vault, a local RSA key, ...).
+    KeyProvider {
+        /// Id of the client encryption key being wrapped or unwrapped.
+        key_id: String,
+        /// What failed, with its kind and the key-encryption key URL.
+        source: crate::keys::KeyProviderError,
+    },
     /// The operating system's random number generator failed.
     Random(getrandom::Error),
 }
@@ -65,6 +77,17 @@ impl Error {
             _ => {}
         }
         self
+    }
+
+    /// True when this error means a key is unavailable to the caller (missing from the key
+    /// store, access denied, key-encryption key not found or disabled), rather than a
+    /// passing fault or bad data. Lenient decryption skips properties for such errors.
+    pub fn is_key_unavailable(&self) -> bool {
+        match self {
+            Error::KeyNotFound { .. } => true,
+            Error::KeyProvider { source, .. } => source.kind().is_revocation(),
+            _ => false,
+        }
     }
 
     /// The JSON path this error is about, if any.
@@ -119,6 +142,15 @@ impl fmt::Display for Error {
             Error::InvalidKey { key_id, reason } => {
                 write!(f, "invalid key '{key_id}': {reason}")
             }
+            Error::KeyNotFound { key_id } => {
+                write!(
+                    f,
+                    "client encryption key '{key_id}' is not in the key store"
+                )
+            }
+            Error::KeyProvider { key_id, source } => {
+                write!(f, "client encryption key '{key_id}': {source}")
+            }
             Error::Random(e) => write!(f, "the OS random number generator failed: {e}"),
         }
     }
@@ -128,6 +160,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Random(e) => Some(e),
+            Error::KeyProvider { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -1,0 +1,247 @@
+//! The key-encryption-key (KEK) seam: wrap and unwrap data-encryption keys.
+
+use std::fmt;
+
+use crate::keys::DataEncryptionKey;
+
+/// How a data-encryption key is wrapped by its key-encryption key, as written to
+/// `keyWrapMetadata.algorithm` of a client encryption key resource.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyWrapAlgorithm {
+    /// `RSA-OAEP`: RSA-OAEP with SHA-1 and MGF1-SHA-1, empty label. The only algorithm the
+    /// Microsoft SDKs accept; the default.
+    RsaOaep,
+    /// `RSA-OAEP-256`: RSA-OAEP with SHA-256 and MGF1-SHA-256. Not readable by the
+    /// Microsoft SDKs.
+    RsaOaep256,
+}
+
+impl KeyWrapAlgorithm {
+    /// The name as Key Vault and Cosmos write it (`RSA-OAEP`, `RSA-OAEP-256`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyWrapAlgorithm::RsaOaep => "RSA-OAEP",
+            KeyWrapAlgorithm::RsaOaep256 => "RSA-OAEP-256",
+        }
+    }
+
+    /// Parses the name (exact match).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "RSA-OAEP" => Some(KeyWrapAlgorithm::RsaOaep),
+            "RSA-OAEP-256" => Some(KeyWrapAlgorithm::RsaOaep256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyWrapAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of failure a key-encryption-key provider met; the DEK cache branches on it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyProviderErrorKind {
+    /// Throttled (429), a server error (5xx), a timeout or a network failure: trying again
+    /// later may work. The cache may keep serving a key it has within its stale grace.
+    Transient,
+    /// The caller may not use the key (401, 403). The cache evicts at once.
+    AccessDenied,
+    /// The key-encryption key does not exist (404). The cache evicts at once.
+    KeyNotFound,
+    /// The key-encryption key is disabled. The cache evicts at once.
+    KeyDisabled,
+    /// The wrapped key is not one this key-encryption key can unwrap (tampered, wrong
+    /// key, wrong algorithm).
+    InvalidWrappedKey,
+    /// The request was invalid (a malformed key URL, an unsupported algorithm, ...).
+    InvalidInput,
+    /// Anything else.
+    Other,
+}
+
+impl KeyProviderErrorKind {
+    /// True when the key is definitely unavailable to this caller (access denied, not
+    /// found, disabled): revocation, not a passing fault.
+    pub fn is_revocation(self) -> bool {
+        matches!(
+            self,
+            KeyProviderErrorKind::AccessDenied
+                | KeyProviderErrorKind::KeyNotFound
+                | KeyProviderErrorKind::KeyDisabled
+        )
+    }
+}
+
+impl fmt::Display for KeyProviderErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyProviderErrorKind::Transient => "transient failure",
+            KeyProviderErrorKind::AccessDenied => "access denied",
+            KeyProviderErrorKind::KeyNotFound => "key not found",
+            KeyProviderErrorKind::KeyDisabled => "key disabled",
+            KeyProviderErrorKind::InvalidWrappedKey => "invalid wrapped key",
+            KeyProviderErrorKind::InvalidInput => "invalid request",
+            KeyProviderErrorKind::Other => "failure",
+        })
+    }
+}
+
+/// A failure of a key-encryption-key provider: a kind to branch on, the key URL, and a
+/// message. Never holds key bytes or tokens.
+#[derive(Debug)]
+pub struct KeyProviderError {
+    kind: KeyProviderErrorKind,
+    kek_url: String,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl KeyProviderError {
+    /// A new error about the key-encryption key at `kek_url`.
+    pub fn new(
+        kind: KeyProviderErrorKind,
+        kek_url: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        KeyProviderError {
+            kind,
+            kek_url: kek_url.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error. It must not carry secrets in its `Display`/`Debug`.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> KeyProviderErrorKind {
+        self.kind
+    }
+
+    /// The key-encryption key's URL.
+    pub fn kek_url(&self) -> &str {
+        &self.kek_url
+    }
+
+    /// The provider's description of what went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for KeyProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} for key-encryption key {}", self.kind, self.kek_url)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KeyProviderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A data-encryption key wrapped by a key-encryption key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The key-encryption key that wrapped it, as a versioned URL (a provider resolves an
+    /// unversioned URL to the key's current version), so unwrapping later never depends on
+    /// which version is current then.
+    pub kek_url: String,
+    /// The wrapped bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedKey")
+            .field("kek_url", &self.kek_url)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Wraps and unwraps data-encryption keys with key-encryption keys named by URL (for Azure
+/// Key Vault, `https://<vault>.vault.azure.net/keys/<name>/<version>`).
+///
+/// Async because real providers call a service; object-safe so providers can be stored as
+/// `Arc<dyn KeyEncryptionKeyProvider>`.
+#[async_trait::async_trait]
+pub trait KeyEncryptionKeyProvider: Send + Sync + fmt::Debug {
+    /// The provider type written to `keyWrapMetadata.type`, e.g. `AZURE_KEY_VAULT`.
+    fn provider_type(&self) -> &str;
+
+    /// Wraps `dek` with the key-encryption key at `kek_url`.
+    ///
+    /// # Errors
+    ///
+    /// A [`KeyProviderError`] whose kind says what failed.
+    async fn wrap_key(
+        &self,
+        kek_url: &str,
+        algorithm: KeyWrapAlgorithm,
+        dek: &DataEncryptionKey,
+    ) -> Result<WrappedKey, KeyProviderError>;
+
+    /// Unwraps `wrapped` with the key-encryption key at `kek_url`.
+    ///
+    /// # Errors
+    ///
+    /// A [`KeyProviderError`] whose kind says what failed.
+    async fn unwrap_key(
+        &self,
+        kek_url: &str,
+        algorithm: KeyWrapAlgorithm,
+        wrapped: &[u8],
+    ) -> Result<DataEncryptionKey, KeyProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_names() {
+        for a in [KeyWrapAlgorithm::RsaOaep, KeyWrapAlgorithm::RsaOaep256] {
+            assert_eq!(KeyWrapAlgorithm::from_name(a.as_str()), Some(a));
+        }
+        assert_eq!(KeyWrapAlgorithm::from_name("rsa-oaep"), None);
+    }
+
+    #[test]
+    fn provider_trait_is_object_safe() {
+        fn takes(_: Option<std::sync::Arc<dyn KeyEncryptionKeyProvider>>) {}
+        takes(None);
+    }
+
+    #[test]
+    fn error_display_names_the_url() {
+        let e = KeyProviderError::new(
+            KeyProviderErrorKind::AccessDenied,
+            "https://v.vault.azure.net/keys/k/1",
+            "403 Forbidden",
+        );
+        assert_eq!(
+            e.to_string(),
+            "access denied for key-encryption key https://v.vault.azure.net/keys/k/1: 403 Forbidden"
+        );
+        assert!(e.kind().is_revocation());
+        assert!(!KeyProviderErrorKind::Transient.is_revocation());
+    }
+}

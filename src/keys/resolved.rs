@@ -1,0 +1,80 @@
+//! A client encryption key whose data-encryption key has been unwrapped.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::cipher::CbcHmacKey;
+use crate::keys::DataEncryptionKey;
+
+/// An unwrapped client encryption key, ready for the hot path: the data-encryption key
+/// and the cell keys derived from it once. Cheap to clone (an `Arc`).
+///
+/// # Security
+///
+/// Holds key material; it is zeroized when the last clone is dropped. `Debug` shows the
+/// key id only.
+#[derive(Clone)]
+pub struct ResolvedKey(Arc<Inner>);
+
+struct Inner {
+    key_id: String,
+    dek: DataEncryptionKey,
+    cbc_hmac: CbcHmacKey,
+}
+
+impl ResolvedKey {
+    /// Prepares `dek`, the unwrapped key of client encryption key `key_id`.
+    pub fn new(key_id: impl Into<String>, dek: DataEncryptionKey) -> Self {
+        let key_id = key_id.into();
+        let cbc_hmac = CbcHmacKey::new(key_id.clone(), &dek);
+        ResolvedKey(Arc::new(Inner {
+            key_id,
+            dek,
+            cbc_hmac,
+        }))
+    }
+
+    /// The client encryption key id.
+    pub fn key_id(&self) -> &str {
+        &self.0.key_id
+    }
+
+    /// The `AEAD_AES_256_CBC_HMAC_SHA256` cell key.
+    pub fn cbc_hmac(&self) -> &CbcHmacKey {
+        &self.0.cbc_hmac
+    }
+
+    /// The data-encryption key, for deriving the keys of other algorithms.
+    #[allow(dead_code)] // used by the modern suite
+    pub(crate) fn dek(&self) -> &DataEncryptionKey {
+        &self.0.dek
+    }
+
+    /// True when both handles share the same key material (the same unwrap).
+    pub fn ptr_eq(&self, other: &ResolvedKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for ResolvedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvedKey")
+            .field("key_id", &self.0.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_id_only() {
+        let k = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[0xAB; 32]).unwrap());
+        let s = format!("{k:?} {k:#?}");
+        assert!(s.contains("cek1"));
+        assert!(!s.contains("171") && !s.to_lowercase().contains("abab"));
+        assert!(k.ptr_eq(&k.clone()));
+        assert_eq!(k.cbc_hmac().key_id(), "cek1");
+    }
+}
