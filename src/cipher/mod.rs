@@ -4,8 +4,10 @@
 //! (and SQL Server) Always Encrypted, byte for byte.
 
 mod cbc_hmac;
+pub mod modern;
 
 pub use cbc_hmac::CbcHmacKey;
+pub use modern::ModernKey;
 
 use std::fmt;
 
