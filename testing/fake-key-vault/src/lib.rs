@@ -359,7 +359,12 @@ fn json_reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Byte
         .unwrap()
 }
 
-fn error_reply(status: StatusCode, code: &str, inner: Option<&str>, message: &str) -> Response<Full<Bytes>> {
+fn error_reply(
+    status: StatusCode,
+    code: &str,
+    inner: Option<&str>,
+    message: &str,
+) -> Response<Full<Bytes>> {
     let mut error = serde_json::json!({ "code": code, "message": message });
     if let Some(inner) = inner {
         error["innererror"] = serde_json::json!({ "code": inner });
@@ -494,7 +499,12 @@ async fn handle(state: &Mutex<State>, origin: &str, req: Request<Incoming>) -> R
         ));
     }
     let Some((op, name, version)) = route else {
-        return Ok(error_reply(StatusCode::NOT_FOUND, "NotFound", None, "No such operation."));
+        return Ok(error_reply(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            None,
+            "No such operation.",
+        ));
     };
 
     let st = state.lock().unwrap();
@@ -562,14 +572,16 @@ async fn handle(state: &Mutex<State>, origin: &str, req: Request<Incoming>) -> R
                 return Ok(bad_parameter("The value is missing or not base64url."));
             };
             let result = match (op, alg) {
-                (Op::Wrap, "RSA-OAEP") => entry
-                    .key
-                    .to_public_key()
-                    .encrypt(&mut rand::rng(), Oaep::<sha1::Sha1>::new(), &value),
-                (Op::Wrap, "RSA-OAEP-256") => entry
-                    .key
-                    .to_public_key()
-                    .encrypt(&mut rand::rng(), Oaep::<sha2::Sha256>::new(), &value),
+                (Op::Wrap, "RSA-OAEP") => entry.key.to_public_key().encrypt(
+                    &mut rand::rng(),
+                    Oaep::<sha1::Sha1>::new(),
+                    &value,
+                ),
+                (Op::Wrap, "RSA-OAEP-256") => entry.key.to_public_key().encrypt(
+                    &mut rand::rng(),
+                    Oaep::<sha2::Sha256>::new(),
+                    &value,
+                ),
                 (Op::Unwrap, "RSA-OAEP") => entry.key.decrypt(Oaep::<sha1::Sha1>::new(), &value),
                 (Op::Unwrap, "RSA-OAEP-256") => {
                     entry.key.decrypt(Oaep::<sha2::Sha256>::new(), &value)
