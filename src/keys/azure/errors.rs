@@ -82,6 +82,31 @@ fn is_transient_status(status: StatusCode) -> bool {
     code == 408 || code == 429 || (500..=599).contains(&code)
 }
 
+/// True when TLS refused the vault's certificate (an unknown issuer, a wrong name, expired):
+/// a trust problem to fix, not a passing fault.
+pub(crate) fn is_certificate_error(e: &azure_core::Error) -> bool {
+    fn is_cert(err: &(dyn std::error::Error + 'static)) -> bool {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        // io::Error's source() skips the error it wraps; look at that one too.
+        err.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| is_cert(inner))
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if is_cert(err) {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 /// The error and its sources as one line, clipped. Azure SDK errors carry no tokens or key
 /// bytes in their `Display` (request bodies and headers are not part of it).
 pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
@@ -166,6 +191,15 @@ pub(crate) fn map_error(
                 format!("cannot get a token for {op}: {}", error_text(e)),
             )
         }
+        _ if is_certificate_error(e) => KeyProviderError::new(
+            K::Other,
+            kek_url,
+            format!(
+                "{op} failed: the vault's TLS certificate is not trusted (behind a \
+                 TLS-inspecting proxy, set SSL_CERT_FILE to a PEM file with its CA): {}",
+                error_text(e)
+            ),
+        ),
         ErrorKind::Io | ErrorKind::Connection => KeyProviderError::new(
             K::Transient,
             kek_url,
