@@ -8,6 +8,7 @@ use crate::keys::{KeyProviderError, KeyProviderErrorKind};
 
 /// The Key Vault operation that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named as Key Vault names them
 pub(crate) enum Operation {
     GetKey,
     WrapKey,

@@ -133,9 +133,11 @@ impl HttpClient for InProcessVault {
 }
 
 fn provider(vault: &Arc<InProcessVault>) -> AzureKeyVaultProvider {
-    let mut options = AzureKeyVaultOptions::default();
-    options.custom_transport = Some(Transport::new(vault.clone()));
-    options.retry = RetryOptions::none();
+    let options = AzureKeyVaultOptions {
+        custom_transport: Some(Transport::new(vault.clone())),
+        retry: RetryOptions::none(),
+        ..Default::default()
+    };
     AzureKeyVaultProvider::new(Arc::new(StaticCredential), Some(options)).unwrap()
 }
 
