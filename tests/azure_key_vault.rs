@@ -525,3 +525,34 @@ fn ssl_cert_file_child() {
     });
     println!("ssl-cert-file-ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_no_credential_works_the_error_lists_what_was_tried() {
+    use always_encrypted::keys::DefaultCredentialOptions;
+    let v = vault().await;
+    // Every step switched off: no test reads the developer's environment, runs `az`, or
+    // probes 169.254.169.254.
+    let mut chain = DefaultCredentialOptions::default();
+    chain.service_principal = false;
+    chain.workload_identity = false;
+    chain.managed_identity = false;
+    chain.developer_tools = false;
+    let kv = AzureKeyVaultProvider::with_credential_chain(&chain, Some(options(&v))).unwrap();
+    let url = v.key_url("kek1", Some(V1));
+    let e = kv
+        .unwrap_key(&url, KeyWrapAlgorithm::RsaOaep, &[1; 256])
+        .await
+        .unwrap_err();
+    assert_error(&e, KeyProviderErrorKind::AccessDenied, &url);
+    let msg = e.to_string();
+    for step in [
+        "service principal (environment)",
+        "workload identity",
+        "managed identity",
+        "Azure CLI",
+        "Azure Developer CLI",
+    ] {
+        assert!(msg.contains(step), "{step} missing from: {msg}");
+    }
+    assert_eq!(v.counts().unwrap, 0);
+}

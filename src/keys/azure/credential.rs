@@ -321,7 +321,7 @@ pub(crate) fn build_chain(
                         inner: c,
                         probe,
                         timeout: options.imds_probe_timeout,
-                        reachable: Mutex::new(None),
+                        reachable: Mutex::new(false),
                     }),
                     _ => c,
                 }
@@ -357,7 +357,7 @@ struct ImdsProbed {
     inner: Arc<ManagedIdentityCredential>,
     probe: ImdsProbe,
     timeout: Duration,
-    reachable: Mutex<Option<bool>>,
+    reachable: Mutex<bool>,
 }
 
 impl fmt::Debug for ImdsProbed {
@@ -369,15 +369,15 @@ impl fmt::Debug for ImdsProbed {
 }
 
 impl ImdsProbed {
+    /// Probes until the endpoint has answered once; a failed probe is tried again on the
+    /// next token request (a VM's IMDS can be briefly unreachable at boot).
     async fn probe(&self) -> bool {
-        if let Ok(guard) = self.reachable.lock()
-            && let Some(known) = *guard
-        {
-            return known;
+        if self.reachable.lock().is_ok_and(|g| *g) {
+            return true;
         }
         let reachable = probe_once(&self.probe, self.timeout).await;
-        if let Ok(mut guard) = self.reachable.lock() {
-            *guard = Some(reachable);
+        if reachable && let Ok(mut guard) = self.reachable.lock() {
+            *guard = true;
         }
         reachable
     }
@@ -631,5 +631,49 @@ mod tests {
         assert!(block_on(probe_once(&probe, Duration::from_secs(5))));
         server.join().unwrap();
         drop(silent);
+    }
+
+    #[test]
+    fn an_unreachable_imds_fails_fast_with_the_reason_and_is_probed_again() {
+        let transport = crate::keys::AzureKeyVaultOptions::default()
+            .transport()
+            .unwrap();
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/metadata/identity/oauth2/token",
+            silent.local_addr().unwrap()
+        );
+        let inner = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+            client_options: ClientOptions {
+                transport: Some(transport.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }))
+        .unwrap();
+        let probed = ImdsProbed {
+            inner,
+            probe: ImdsProbe {
+                transport,
+                url: url.clone(),
+            },
+            timeout: Duration::from_millis(100),
+            reachable: Mutex::new(false),
+        };
+        for _ in 0..2 {
+            let start = std::time::Instant::now();
+            let e = block_on(probed.get_token(&["https://vault.azure.net/.default"], None))
+                .unwrap_err();
+            assert!(start.elapsed() < Duration::from_secs(5));
+            assert!(
+                e.to_string().contains("no managed identity endpoint"),
+                "{e}"
+            );
+            assert!(e.to_string().contains(&url), "{e}");
+        }
+        assert!(
+            !*probed.reachable.lock().unwrap(),
+            "a failed probe is not remembered"
+        );
     }
 }
