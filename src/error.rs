@@ -57,6 +57,14 @@ pub enum Error {
     },
     /// The operating system's random number generator failed.
     Random(getrandom::Error),
+    /// A key-encryption-key provider cannot be set up (an unreadable `SSL_CERT_FILE`, no
+    /// trusted root certificates, ...).
+    KeyProviderConfig {
+        /// The provider type, e.g. `AZURE_KEY_VAULT`.
+        provider: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`] as the default error type.
@@ -152,6 +160,9 @@ impl fmt::Display for Error {
                 write!(f, "client encryption key '{key_id}': {source}")
             }
             Error::Random(e) => write!(f, "the OS random number generator failed: {e}"),
+            Error::KeyProviderConfig { provider, reason } => {
+                write!(f, "cannot set up the {provider} key provider: {reason}")
+            }
         }
     }
 }
