@@ -123,6 +123,13 @@ impl FakeKeyProvider {
         self.unwrap_calls.load(SeqCst)
     }
 
+    /// Sets the call counters (and the concurrency high-water mark) back to zero.
+    pub fn reset_counts(&self) {
+        self.wrap_calls.store(0, SeqCst);
+        self.unwrap_calls.store(0, SeqCst);
+        self.max_in_flight.store(0, SeqCst);
+    }
+
     /// The most calls that were running at the same time.
     pub fn max_concurrent_calls(&self) -> usize {
         self.max_in_flight.load(SeqCst)
