@@ -61,8 +61,19 @@ impl Default for CacheOptions {
 /// After a failed refresh, the next one starts no sooner than this.
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
-/// Number of shards of the map (a power of two).
-const SHARDS: usize = 16;
+/// Number of replicas of the map. Readers use the replica of their thread's stripe, so
+/// threads looking up the same key do not share a lock word; writers (rare: an unwrap, an
+/// eviction) update every replica under all the locks.
+const REPLICAS: usize = STRIPES;
+
+/// This thread's stripe, assigned round-robin on first use.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
 
 /// What identifies one unwrapped key in the cache: the client encryption key id, a
 /// SHA-256 digest of its wrapped bytes, the key-encryption key URL and the wrap algorithm.
@@ -201,12 +212,7 @@ impl Default for StripedCounter {
 
 impl StripedCounter {
     fn inc(&self) {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
-        }
-        let i = STRIPE.with(|s| *s);
-        self.0[i].0.fetch_add(1, Relaxed);
+        self.0[stripe()].0.fetch_add(1, Relaxed);
     }
 
     fn get(&self) -> u64 {
@@ -296,13 +302,14 @@ impl Entry {
     }
 }
 
-type Shard = RwLock<HashMap<CacheKey, Arc<Entry>, PassThrough>>;
+type Map = HashMap<CacheKey, Arc<Entry>, PassThrough>;
+type Replica = RwLock<Map>;
 type Flight = Arc<OnceCell<Result<ResolvedKey, KeyProviderError>>>;
 
 struct Inner {
     options: CacheOptions,
     epoch: Instant,
-    shards: Box<[Shard]>,
+    replicas: Box<[Replica]>,
     len: AtomicUsize,
     seq: AtomicU64,
     /// Bumped by `invalidate`/`clear`: an unwrap that started before does not store.
@@ -367,7 +374,7 @@ impl DekCache {
             inner: Arc::new(Inner {
                 options,
                 epoch: Instant::now(),
-                shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+                replicas: (0..REPLICAS).map(|_| Replica::default()).collect(),
                 len: AtomicUsize::new(0),
                 seq: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
@@ -461,16 +468,9 @@ impl DekCache {
     /// The client encryption key ids of the keys held now (sorted, with repeats when one
     /// id is cached under several wrappings).
     pub fn cached_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .inner
-            .shards
-            .iter()
-            .flat_map(|s| {
-                read(s)
-                    .keys()
-                    .map(|k| k.cek_id().to_owned())
-                    .collect::<Vec<_>>()
-            })
+        let mut ids: Vec<String> = read(self.inner.local())
+            .keys()
+            .map(|k| k.cek_id().to_owned())
             .collect();
         ids.sort_unstable();
         ids
@@ -495,12 +495,12 @@ impl fmt::Debug for DekCache {
     }
 }
 
-fn read(s: &Shard) -> std::sync::RwLockReadGuard<'_, HashMap<CacheKey, Arc<Entry>, PassThrough>> {
+fn read(s: &Replica) -> std::sync::RwLockReadGuard<'_, Map> {
     // The map is valid after a panic elsewhere: each change is a single insert or remove.
     s.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write(s: &Shard) -> std::sync::RwLockWriteGuard<'_, HashMap<CacheKey, Arc<Entry>, PassThrough>> {
+fn write(s: &Replica) -> std::sync::RwLockWriteGuard<'_, Map> {
     s.write().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -517,11 +517,14 @@ impl Inner {
         nanos(Instant::now().saturating_duration_since(self.epoch))
     }
 
-    fn shard(&self, key: &CacheKey) -> &Shard {
-        // Middle bits: the map inside the shard uses the lowest and the top ones.
-        #[allow(clippy::cast_possible_truncation)] // the value is below SHARDS
-        let i = ((key.0.hash >> 32) % SHARDS as u64) as usize;
-        &self.shards[i]
+    /// The replica this thread reads.
+    fn local(&self) -> &Replica {
+        &self.replicas[stripe() % REPLICAS]
+    }
+
+    /// Every replica, write-locked (always in the same order, so writers cannot deadlock).
+    fn write_all(&self) -> Vec<std::sync::RwLockWriteGuard<'_, Map>> {
+        self.replicas.iter().map(write).collect()
     }
 
     fn get(self: &Arc<Self>, key: &CacheKey) -> Option<ResolvedKey> {
@@ -530,8 +533,8 @@ impl Inner {
         }
         let now = self.now();
         let refresh = {
-            let shard = read(self.shard(key));
-            let e = shard.get(key)?;
+            let map = read(self.local());
+            let e = map.get(key)?;
             if now < e.refresh_at {
                 e.touch(now);
                 self.counters.hits.inc();
@@ -545,7 +548,7 @@ impl Inner {
                 e.value.clone()
             } else {
                 // Expired: the caller unwraps; the entry goes at once.
-                drop(shard);
+                drop(map);
                 self.remove_if_dead(key, now);
                 return None;
             };
@@ -664,7 +667,7 @@ impl Inner {
     }
 
     fn entry(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        read(self.shard(key)).get(key).cloned()
+        read(self.local()).get(key).cloned()
     }
 
     fn insert(
@@ -693,11 +696,13 @@ impl Inner {
             last_used: AtomicU64::new(now),
             seq: self.seq.fetch_add(1, Relaxed),
         });
-        let old = write(self.shard(key)).insert(key.clone(), entry);
-        if old.is_none() {
+        let mut replaced = false;
+        for mut map in self.write_all() {
+            replaced = map.insert(key.clone(), Arc::clone(&entry)).is_some();
+        }
+        if !replaced {
             self.len.fetch_add(1, Relaxed);
         }
-        drop(old);
         while self.len.load(Relaxed) > self.options.max_entries {
             if !self.evict_lru(key) {
                 break;
@@ -708,22 +713,23 @@ impl Inner {
     /// Evicts the least recently used key other than `keep`.
     fn evict_lru(&self, keep: &CacheKey) -> bool {
         let mut victim: Option<(u64, u64, CacheKey)> = None;
-        for s in self.shards.iter() {
-            for (k, e) in read(s).iter() {
-                if k == keep {
-                    continue;
-                }
-                let rank = (e.last_used.load(Relaxed), e.seq);
-                if victim.as_ref().is_none_or(|(u, q, _)| rank < (*u, *q)) {
-                    victim = Some((rank.0, rank.1, k.clone()));
-                }
+        for (k, e) in read(self.local()).iter() {
+            if k == keep {
+                continue;
+            }
+            let rank = (e.last_used.load(Relaxed), e.seq);
+            if victim.as_ref().is_none_or(|(u, q, _)| rank < (*u, *q)) {
+                victim = Some((rank.0, rank.1, k.clone()));
             }
         }
         let Some((_, _, k)) = victim else {
             return false;
         };
-        let removed = write(self.shard(&k)).remove(&k);
-        if removed.is_some() {
+        let mut removed = false;
+        for mut map in self.write_all() {
+            removed = map.remove(&k).is_some();
+        }
+        if removed {
             self.len.fetch_sub(1, Relaxed);
             bump(&self.counters.lru_evictions);
         }
@@ -732,33 +738,38 @@ impl Inner {
 
     /// Removes `key` if it may no longer be served.
     fn remove_if_dead(&self, key: &CacheKey, now: u64) {
-        let mut shard = write(self.shard(key));
-        if shard.get(key).is_some_and(|e| !e.alive(now)) {
-            let removed = shard.remove(key);
-            drop(shard);
+        let mut maps = self.write_all();
+        if maps[0].get(key).is_some_and(|e| !e.alive(now)) {
+            for map in &mut maps {
+                map.remove(key);
+            }
+            drop(maps);
             self.len.fetch_sub(1, Relaxed);
             bump(&self.counters.expirations);
-            drop(removed);
         }
     }
 
     /// Removes the entries matching `pred` (not counted as evictions); returns how many.
     fn remove_where(&self, pred: impl Fn(&CacheKey, &Entry) -> bool) -> usize {
         let mut removed = Vec::new();
-        for s in self.shards.iter() {
-            let mut shard = write(s);
-            shard.retain(|k, e| {
-                if pred(k, e) {
-                    removed.push(Arc::clone(e));
-                    false
-                } else {
-                    true
+        let mut maps = self.write_all();
+        let doomed: Vec<CacheKey> = maps[0]
+            .iter()
+            .filter(|(k, e)| pred(k, e))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for map in &mut maps {
+            for k in &doomed {
+                if let Some(e) = map.remove(k) {
+                    removed.push(e);
                 }
-            });
+            }
         }
-        self.len.fetch_sub(removed.len(), Relaxed);
+        drop(maps);
+        self.len.fetch_sub(doomed.len(), Relaxed);
         // The values drop (and zeroize, if no one else holds them) here, outside the locks.
-        removed.len()
+        drop(removed);
+        doomed.len()
     }
 
     /// Drops every entry that may no longer be served.
