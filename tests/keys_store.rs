@@ -60,6 +60,11 @@ async fn file_store_round_trips_and_keeps_system_properties() {
     );
     // Only the store file and its lock file are left.
     assert_eq!(dir.names(), ["keys.json", "keys.json.lock"]);
+    // Debug names the file and the ids, not the wrapped keys.
+    let dbg = format!("{reopened:?} {sdk:?}");
+    assert!(dbg.contains("keys.json") && dbg.contains("a-key"), "{dbg}");
+    let wrapped = v["wrappedDataEncryptionKey"].as_str().unwrap();
+    assert!(!dbg.contains(&wrapped[..16]), "{dbg}");
 }
 
 #[tokio::test]

@@ -334,9 +334,10 @@ struct Inner {
 /// - Expired keys are dropped by a background sweep even when nobody uses them.
 /// - Counters: [`stats`](Self::stats).
 ///
-/// Background work (refresh, sweep) runs on the Tokio runtime the cache is used from;
-/// without one, keys are still cached and expire, but are only unwrapped on use and
-/// dropped on use or eviction.
+/// Background work (refresh, sweep) runs on the Tokio runtime the cache is created or used
+/// in, which needs its time driver (`enable_all` or `enable_time`); without a runtime, keys
+/// are still cached and expire, but are only unwrapped on use and dropped on use or
+/// eviction.
 ///
 /// ```
 /// # #[cfg(feature = "test-util")] {

@@ -28,7 +28,8 @@ const MIN_RSA_BITS: usize = 2048;
 /// Its [`provider_type`](KeyEncryptionKeyProvider::provider_type) is `AZURE_KEY_VAULT`, so a
 /// client encryption key it creates is the same JSON a Key Vault-made one would be, and
 /// the Key Vault key holding the same RSA key can unwrap it (and the other way round).
-/// For development, tests and air-gapped use.
+/// For development, tests and air-gapped use. The RSA operations run on the calling
+/// thread (an RSA private-key operation takes milliseconds).
 ///
 /// A URL registered without a version (`https://v.vault.azure.net/keys/kek1`) also serves
 /// every versioned URL of that key (`.../keys/kek1/<version>`): a local key has no
