@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::fmt;
+use std::path::PathBuf;
 
 /// Errors returned by `always-encrypted`.
 ///
@@ -64,6 +65,66 @@ pub enum Error {
         provider: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A client encryption key resource is malformed (bad base64, an unknown algorithm, a
+    /// missing field, ...).
+    InvalidKeyResource {
+        /// Id of the client encryption key (empty when even the id is unreadable).
+        key_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A client encryption key with this id already exists in the key store (and, on
+    /// import, is a different key).
+    KeyAlreadyExists {
+        /// The client encryption key id.
+        key_id: String,
+    },
+    /// The key store changed under this operation: another writer changed the key store
+    /// file since it was loaded, or the key was replaced since it was read. Nothing was
+    /// written; reload and try again.
+    KeyStoreConflict {
+        /// The key store (a file name, or `memory`).
+        store: String,
+        /// The client encryption key id concerned, if one.
+        key_id: String,
+        /// What changed.
+        reason: String,
+    },
+    /// A key store file is not a valid JSON array of client encryption keys (corrupt,
+    /// truncated, empty). The file is left untouched.
+    CorruptKeyStore {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done (`reading`, `writing`, `renaming`, ...).
+        action: &'static str,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// No key-encryption-key provider is configured for a client encryption key's
+    /// `keyWrapMetadata` (neither for its key URL nor for its type).
+    NoKeyProvider {
+        /// Id of the client encryption key.
+        key_id: String,
+        /// `keyWrapMetadata.type`.
+        provider_type: String,
+        /// `keyWrapMetadata.value`, the key-encryption key URL.
+        kek_url: String,
+    },
+    /// A rewrap was refused: the new wrapping did not unwrap to the same data-encryption
+    /// key. The stored key was left as it was.
+    RewrapVerificationFailed {
+        /// Id of the client encryption key.
+        key_id: String,
+        /// The new key-encryption key URL.
+        kek_url: String,
     },
 }
 
@@ -163,6 +224,53 @@ impl fmt::Display for Error {
             Error::KeyProviderConfig { provider, reason } => {
                 write!(f, "cannot set up the {provider} key provider: {reason}")
             }
+            Error::InvalidKeyResource { key_id, reason } => {
+                if key_id.is_empty() {
+                    write!(f, "invalid client encryption key resource: {reason}")
+                } else {
+                    write!(f, "invalid client encryption key '{key_id}': {reason}")
+                }
+            }
+            Error::KeyAlreadyExists { key_id } => write!(
+                f,
+                "a different client encryption key '{key_id}' already exists in the key store"
+            ),
+            Error::KeyStoreConflict {
+                store,
+                key_id,
+                reason,
+            } => {
+                write!(f, "key store {store} changed concurrently")?;
+                if !key_id.is_empty() {
+                    write!(f, " (key '{key_id}')")?;
+                }
+                write!(f, ": {reason}; nothing was written, reload and retry")
+            }
+            Error::CorruptKeyStore { path, reason } => write!(
+                f,
+                "key store file {} is not a valid JSON array of client encryption keys: \
+                 {reason} (the file was left untouched)",
+                path.display()
+            ),
+            Error::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "{action} {}: {source}", path.display()),
+            Error::NoKeyProvider {
+                key_id,
+                provider_type,
+                kek_url,
+            } => write!(
+                f,
+                "client encryption key '{key_id}': no key-encryption-key provider for type \
+                 '{provider_type}' or key {kek_url}"
+            ),
+            Error::RewrapVerificationFailed { key_id, kek_url } => write!(
+                f,
+                "client encryption key '{key_id}': the new wrapping under {kek_url} does not \
+                 unwrap to the same data-encryption key; the stored key is unchanged"
+            ),
         }
     }
 }
@@ -172,6 +280,7 @@ impl std::error::Error for Error {
         match self {
             Error::Random(e) => Some(e),
             Error::KeyProvider { source, .. } => Some(source),
+            Error::Io { source, .. } => Some(source),
             _ => None,
         }
     }

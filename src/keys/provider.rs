@@ -93,12 +93,15 @@ impl fmt::Display for KeyProviderErrorKind {
 
 /// A failure of a key-encryption-key provider: a kind to branch on, the key URL, and a
 /// message. Never holds key bytes or tokens.
-#[derive(Debug)]
+///
+/// Cheap to clone (the underlying error is shared), so the DEK cache can hand one failure
+/// to every caller that waited on the same unwrap.
+#[derive(Debug, Clone)]
 pub struct KeyProviderError {
     kind: KeyProviderErrorKind,
     kek_url: String,
     message: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl KeyProviderError {
@@ -119,7 +122,7 @@ impl KeyProviderError {
     /// Attaches the underlying error. It must not carry secrets in its `Display`/`Debug`.
     #[must_use]
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.source = Some(std::sync::Arc::new(source));
         self
     }
 

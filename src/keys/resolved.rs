@@ -1,7 +1,7 @@
 //! A client encryption key whose data-encryption key has been unwrapped.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::cipher::CbcHmacKey;
 use crate::keys::DataEncryptionKey;
@@ -54,6 +54,45 @@ impl ResolvedKey {
     pub fn ptr_eq(&self, other: &ResolvedKey) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// A handle that tells whether this key material has been released (every clone
+    /// dropped, so the keys were zeroized), without keeping it alive. It cannot give the
+    /// key back.
+    pub fn downgrade(&self) -> WeakResolvedKey {
+        WeakResolvedKey {
+            key_id: self.0.key_id.clone(),
+            inner: Arc::downgrade(&self.0),
+        }
+    }
+}
+
+/// Watches whether a [`ResolvedKey`]'s material is still alive (see
+/// [`ResolvedKey::downgrade`]). Holds no key material.
+#[derive(Clone)]
+pub struct WeakResolvedKey {
+    key_id: String,
+    inner: Weak<Inner>,
+}
+
+impl WeakResolvedKey {
+    /// True when every clone of the key was dropped: its material was zeroized.
+    pub fn is_released(&self) -> bool {
+        self.inner.strong_count() == 0
+    }
+
+    /// The client encryption key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
+impl fmt::Debug for WeakResolvedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakResolvedKey")
+            .field("key_id", &self.key_id)
+            .field("released", &self.is_released())
+            .finish()
+    }
 }
 
 impl fmt::Debug for ResolvedKey {
@@ -76,5 +115,20 @@ mod tests {
         assert!(!s.contains("171") && !s.to_lowercase().contains("abab"));
         assert!(k.ptr_eq(&k.clone()));
         assert_eq!(k.cbc_hmac().key_id(), "cek1");
+    }
+
+    #[test]
+    fn weak_handle_sees_the_release() {
+        let k = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[0xAB; 32]).unwrap());
+        let k2 = k.clone();
+        let w = k.downgrade();
+        drop(k);
+        assert!(!w.is_released());
+        drop(k2);
+        assert!(w.is_released());
+        assert_eq!(
+            format!("{w:?}"),
+            r#"WeakResolvedKey { key_id: "cek1", released: true }"#
+        );
     }
 }

@@ -52,3 +52,68 @@ pub fn ndjson(rel: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A fresh directory under the system temp dir, removed (with its contents) on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).unwrap();
+        let dir = std::env::temp_dir().join(format!("ae-test-{tag}-{}", hex::encode(rnd)));
+        std::fs::create_dir(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// File names in the directory, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The key-encryption key URL of `cek1.json`.
+pub fn cek1_kek_url() -> String {
+    read_json("cek1.json")["keyWrapMetadata"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Asserts that `text` (Debug output) contains none of `key`'s bytes, in hex (either case),
+/// decimal list form or base64.
+pub fn assert_no_key_bytes(text: &str, key: &[u8]) {
+    let hex_lower = hex::encode(key);
+    let b64 = STANDARD.encode(key);
+    let decimal: Vec<String> = key.iter().map(u8::to_string).collect();
+    let decimal = decimal.join(", ");
+    assert!(
+        !text.to_lowercase().contains(&hex_lower[..16]),
+        "hex of key bytes in: {text}"
+    );
+    assert!(!text.contains(&b64[..16]), "base64 of key bytes in: {text}");
+    assert!(!text.contains(&decimal), "decimal key bytes in: {text}");
+}

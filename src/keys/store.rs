@@ -1,0 +1,883 @@
+//! Key stores: where client encryption key resources live (in memory, or a JSON file), and
+//! export/import of those resources.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::keys::ClientEncryptionKeyResource;
+
+/// Where client encryption key resources are kept.
+///
+/// Async and object-safe (`Arc<dyn KeyStore>`), so that a store backed by a service (a
+/// Cosmos DB container's client encryption keys) fits the same seam.
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// The key with this id, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    async fn read(&self, key_id: &str) -> Result<Option<ClientEncryptionKeyResource>>;
+
+    /// Every key, ordered by id.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    async fn list(&self) -> Result<Vec<ClientEncryptionKeyResource>>;
+
+    /// Adds a new key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyAlreadyExists`] when a key with this id is already there; store errors.
+    async fn create(&self, key: ClientEncryptionKeyResource) -> Result<()>;
+
+    /// Adds several new keys, all or none: when any id already exists (or appears twice),
+    /// nothing is added. The default adds them one by one after checking; stores override
+    /// it to write once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyAlreadyExists`]; store errors.
+    async fn create_all(&self, keys: Vec<ClientEncryptionKeyResource>) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for k in &keys {
+            if !seen.insert(k.id().to_owned()) || self.read(k.id()).await?.is_some() {
+                return Err(Error::KeyAlreadyExists {
+                    key_id: k.id().to_owned(),
+                });
+            }
+        }
+        for k in keys {
+            self.create(k).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the key `expected.id()` with `new`, but only if the stored key is still
+    /// exactly `expected` (optimistic concurrency: pass the resource as read).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyNotFound`] when the key is gone; [`Error::KeyStoreConflict`] when it was
+    /// changed since `expected` was read (nothing is written); [`Error::InvalidKeyResource`]
+    /// when the ids differ; store errors.
+    async fn replace(
+        &self,
+        expected: &ClientEncryptionKeyResource,
+        new: ClientEncryptionKeyResource,
+    ) -> Result<()>;
+
+    /// Removes the key with this id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyNotFound`] when there is no such key; store errors.
+    async fn delete(&self, key_id: &str) -> Result<()>;
+}
+
+/// Applies a `create_all` to a list of keys (shared by the stores).
+fn apply_create_all(
+    keys: &mut Vec<ClientEncryptionKeyResource>,
+    new: Vec<ClientEncryptionKeyResource>,
+) -> Result<()> {
+    for (i, k) in new.iter().enumerate() {
+        if keys.iter().any(|e| e.id() == k.id()) || new[..i].iter().any(|e| e.id() == k.id()) {
+            return Err(Error::KeyAlreadyExists {
+                key_id: k.id().to_owned(),
+            });
+        }
+    }
+    keys.extend(new);
+    keys.sort_by(|a, b| a.id().cmp(b.id()));
+    Ok(())
+}
+
+/// Applies a `replace` to a list of keys (shared by the stores).
+fn apply_replace(
+    store: &str,
+    keys: &mut [ClientEncryptionKeyResource],
+    expected: &ClientEncryptionKeyResource,
+    new: ClientEncryptionKeyResource,
+) -> Result<()> {
+    if new.id() != expected.id() {
+        return Err(Error::InvalidKeyResource {
+            key_id: new.id().to_owned(),
+            reason: format!(
+                "cannot replace key '{}' with a key of another id",
+                expected.id()
+            ),
+        });
+    }
+    let slot = keys
+        .iter_mut()
+        .find(|k| k.id() == expected.id())
+        .ok_or_else(|| Error::KeyNotFound {
+            key_id: expected.id().to_owned(),
+        })?;
+    if slot != expected {
+        return Err(Error::KeyStoreConflict {
+            store: store.to_owned(),
+            key_id: expected.id().to_owned(),
+            reason: "the key was changed since it was read".into(),
+        });
+    }
+    *slot = new;
+    Ok(())
+}
+
+/// Applies a `delete` to a list of keys (shared by the stores).
+fn apply_delete(keys: &mut Vec<ClientEncryptionKeyResource>, key_id: &str) -> Result<()> {
+    let before = keys.len();
+    keys.retain(|k| k.id() != key_id);
+    if keys.len() == before {
+        return Err(Error::KeyNotFound {
+            key_id: key_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the key list half-changed: every change
+    // is computed on a copy and swapped in at the end.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A key store in memory, for tests and for keys loaded from elsewhere. Keys are kept
+/// ordered by id.
+#[derive(Default)]
+pub struct InMemoryKeyStore {
+    keys: RwLock<Vec<ClientEncryptionKeyResource>>,
+}
+
+impl InMemoryKeyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding `keys`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyAlreadyExists`] when two keys share an id.
+    pub fn with_keys(keys: impl IntoIterator<Item = ClientEncryptionKeyResource>) -> Result<Self> {
+        let mut list = Vec::new();
+        apply_create_all(&mut list, keys.into_iter().collect())?;
+        Ok(InMemoryKeyStore {
+            keys: RwLock::new(list),
+        })
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&mut Vec<ClientEncryptionKeyResource>) -> Result<()>,
+    ) -> Result<()> {
+        let mut guard = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut copy = guard.clone();
+        f(&mut copy)?;
+        *guard = copy;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> std::sync::RwLockReadGuard<'_, Vec<ClientEncryptionKeyResource>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for InMemoryKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<String> = self.snapshot().iter().map(|k| k.id().to_owned()).collect();
+        f.debug_struct("InMemoryKeyStore")
+            .field("ids", &ids)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for InMemoryKeyStore {
+    async fn read(&self, key_id: &str) -> Result<Option<ClientEncryptionKeyResource>> {
+        Ok(self.snapshot().iter().find(|k| k.id() == key_id).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<ClientEncryptionKeyResource>> {
+        Ok(self.snapshot().clone())
+    }
+
+    async fn create(&self, key: ClientEncryptionKeyResource) -> Result<()> {
+        self.write(|keys| apply_create_all(keys, vec![key]))
+    }
+
+    async fn create_all(&self, new: Vec<ClientEncryptionKeyResource>) -> Result<()> {
+        self.write(|keys| apply_create_all(keys, new))
+    }
+
+    async fn replace(
+        &self,
+        expected: &ClientEncryptionKeyResource,
+        new: ClientEncryptionKeyResource,
+    ) -> Result<()> {
+        self.write(|keys| apply_replace("memory", keys, expected, new))
+    }
+
+    async fn delete(&self, key_id: &str) -> Result<()> {
+        self.write(|keys| apply_delete(keys, key_id))
+    }
+}
+
+/// A key store in a JSON file holding a JSON array of client encryption key resources
+/// (the format [`export_json`] writes and `ae` reads).
+///
+/// - Reads are served from the keys loaded when the store was opened; a read of an id that
+///   is not there looks at the file again, so keys other processes added are found.
+///   [`reload`](Self::reload) re-reads it explicitly.
+/// - Every change is one atomic write ([`atomic_write`]: a temporary file in the same
+///   directory, fsync, rename over the file, fsync of the directory), under an advisory
+///   lock on `<file>.lock` (which is left in place: removing it would race).
+/// - Before it writes, the store compares the file on disk with what it loaded. If another
+///   writer changed it in between, nothing is written and the change fails with
+///   [`Error::KeyStoreConflict`]: a concurrent change is never lost silently. Call
+///   [`reload`](Self::reload) and retry.
+/// - A file that is not a valid JSON array of keys (corrupt, truncated, empty) is an
+///   [`Error::CorruptKeyStore`] naming the file, and is never written over.
+/// - A missing file is an error for [`open`](Self::open); [`create`](Self::create) makes
+///   a new, empty store and [`open_or_create`](Self::open_or_create) does either.
+///
+/// File I/O runs on the calling thread (the files are small, and changes are rare).
+pub struct JsonFileKeyStore {
+    path: PathBuf,
+    state: Mutex<FileState>,
+    #[cfg(any(test, feature = "test-util"))]
+    fail_point: Mutex<Option<WriteFailPoint>>,
+}
+
+struct FileState {
+    keys: Vec<ClientEncryptionKeyResource>,
+    /// SHA-256 of the file's bytes when `keys` were loaded or last written.
+    digest: [u8; 32],
+}
+
+/// Where an injected key-store write failure strikes (feature `test-util`, for tests only).
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteFailPoint {
+    /// After the temporary file was written and synced, before the rename.
+    BeforeRename,
+    /// After part of the temporary file was written (a crash or a full disk mid-write).
+    MidWrite,
+}
+
+impl JsonFileKeyStore {
+    /// Opens an existing key store file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read (including when it does not exist);
+    /// [`Error::CorruptKeyStore`] when it is not a valid JSON array of keys.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            action: "reading the key store file",
+            source,
+        })?;
+        let keys = parse_store(&path, &bytes)?;
+        Ok(Self::with_state(path, keys, digest(&bytes)))
+    }
+
+    /// Creates a new, empty key store file (`[]`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file already exists or cannot be written.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        let bytes = serialize_store(&[]);
+        let _lock = LockFile::acquire(&path)?;
+        if path.exists() {
+            return Err(Error::Io {
+                path,
+                action: "creating the key store file",
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            });
+        }
+        atomic_write(&path, &bytes)?;
+        Ok(Self::with_state(path, Vec::new(), digest(&bytes)))
+    }
+
+    /// Opens the key store file, or creates an empty one when there is no file. A file
+    /// that exists but is corrupt or empty is an error, never treated as an empty store.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) and [`create`](Self::create).
+    pub fn open_or_create(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        match Self::open(path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                match Self::create(path) {
+                    // Another process created it in between.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        Self::open(path)
+                    }
+                    r => r,
+                }
+            }
+            r => r,
+        }
+    }
+
+    fn with_state(path: PathBuf, keys: Vec<ClientEncryptionKeyResource>, digest: [u8; 32]) -> Self {
+        JsonFileKeyStore {
+            path,
+            state: Mutex::new(FileState { keys, digest }),
+            #[cfg(any(test, feature = "test-util"))]
+            fail_point: Mutex::new(None),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file, dropping what was loaded before.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); on error the keys loaded before are kept.
+    pub fn reload(&self) -> Result<()> {
+        let mut state = lock(&self.state);
+        let bytes = self.read_file()?;
+        let keys = parse_store(&self.path, &bytes)?;
+        *state = FileState {
+            keys,
+            digest: digest(&bytes),
+        };
+        Ok(())
+    }
+
+    /// Makes the next write fail at `point` (feature `test-util`; for tests only).
+    #[cfg(any(test, feature = "test-util"))]
+    #[doc(hidden)]
+    pub fn fail_next_write(&self, point: WriteFailPoint) {
+        *lock(&self.fail_point) = Some(point);
+    }
+
+    fn read_file(&self) -> Result<Vec<u8>> {
+        std::fs::read(&self.path).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            action: "reading the key store file",
+            source,
+        })
+    }
+
+    fn store_name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Read-modify-write under the file lock, refusing when the file changed since it was
+    /// loaded.
+    fn modify(
+        &self,
+        f: impl FnOnce(&mut Vec<ClientEncryptionKeyResource>) -> Result<()>,
+    ) -> Result<()> {
+        let mut state = lock(&self.state);
+        let _lock = LockFile::acquire(&self.path)?;
+        let on_disk = self.read_file()?;
+        if digest(&on_disk) != state.digest {
+            // Say whether it is corrupt or was changed by someone else.
+            parse_store(&self.path, &on_disk)?;
+            return Err(Error::KeyStoreConflict {
+                store: self.store_name(),
+                key_id: String::new(),
+                reason: "another writer changed the file since it was loaded".into(),
+            });
+        }
+        let mut keys = state.keys.clone();
+        f(&mut keys)?;
+        let bytes = serialize_store(&keys);
+        #[cfg(any(test, feature = "test-util"))]
+        let fail = lock(&self.fail_point).take();
+        #[cfg(not(any(test, feature = "test-util")))]
+        let fail = None;
+        atomic_write_inner(&self.path, &bytes, fail)?;
+        *state = FileState {
+            keys,
+            digest: digest(&bytes),
+        };
+        Ok(())
+    }
+}
+
+impl fmt::Debug for JsonFileKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<String> = lock(&self.state)
+            .keys
+            .iter()
+            .map(|k| k.id().to_owned())
+            .collect();
+        f.debug_struct("JsonFileKeyStore")
+            .field("path", &self.path)
+            .field("ids", &ids)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for JsonFileKeyStore {
+    async fn read(&self, key_id: &str) -> Result<Option<ClientEncryptionKeyResource>> {
+        if let Some(k) = lock(&self.state).keys.iter().find(|k| k.id() == key_id) {
+            return Ok(Some(k.clone()));
+        }
+        // Not loaded: another process may have added it since.
+        let mut state = lock(&self.state);
+        let bytes = self.read_file()?;
+        if digest(&bytes) != state.digest {
+            let keys = parse_store(&self.path, &bytes)?;
+            *state = FileState {
+                keys,
+                digest: digest(&bytes),
+            };
+        }
+        Ok(state.keys.iter().find(|k| k.id() == key_id).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<ClientEncryptionKeyResource>> {
+        Ok(lock(&self.state).keys.clone())
+    }
+
+    async fn create(&self, key: ClientEncryptionKeyResource) -> Result<()> {
+        self.modify(|keys| apply_create_all(keys, vec![key]))
+    }
+
+    async fn create_all(&self, new: Vec<ClientEncryptionKeyResource>) -> Result<()> {
+        self.modify(|keys| apply_create_all(keys, new))
+    }
+
+    async fn replace(
+        &self,
+        expected: &ClientEncryptionKeyResource,
+        new: ClientEncryptionKeyResource,
+    ) -> Result<()> {
+        let name = self.store_name();
+        self.modify(|keys| apply_replace(&name, keys, expected, new))
+    }
+
+    async fn delete(&self, key_id: &str) -> Result<()> {
+        self.modify(|keys| apply_delete(keys, key_id))
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Parses a key store file: a JSON array of client encryption key resources with unique ids.
+fn parse_store(path: &Path, bytes: &[u8]) -> Result<Vec<ClientEncryptionKeyResource>> {
+    let corrupt = |reason: String| Error::CorruptKeyStore {
+        path: path.to_owned(),
+        reason,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(corrupt("the file is empty (an empty store is `[]`)".into()));
+    }
+    let keys = parse_key_array(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut sorted = keys;
+    sorted.sort_by(|a, b| a.id().cmp(b.id()));
+    if let Some(w) = sorted.windows(2).find(|w| w[0].id() == w[1].id()) {
+        return Err(corrupt(format!("the key id '{}' appears twice", w[0].id())));
+    }
+    Ok(sorted)
+}
+
+fn serialize_store(keys: &[ClientEncryptionKeyResource]) -> Vec<u8> {
+    let values: Vec<serde_json::Value> = keys.iter().map(|k| k.to_value()).collect();
+    // Serializing `Value`s cannot fail.
+    let mut out = serde_json::to_vec_pretty(&values).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Parses a JSON array of client encryption key resources (an export, or a key store
+/// file).
+///
+/// # Errors
+///
+/// [`Error::InvalidKeyResource`] naming the position and key id of the first bad element,
+/// or saying the text is not a JSON array.
+pub fn parse_key_array(json: &[u8]) -> Result<Vec<ClientEncryptionKeyResource>> {
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| Error::InvalidKeyResource {
+            key_id: String::new(),
+            reason: format!("not JSON: {e}"),
+        })?;
+    let serde_json::Value::Array(items) = value else {
+        return Err(Error::InvalidKeyResource {
+            key_id: String::new(),
+            reason: "expected a JSON array of client encryption keys".into(),
+        });
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            ClientEncryptionKeyResource::from_value(v).map_err(|e| match e {
+                Error::InvalidKeyResource { key_id, reason } => Error::InvalidKeyResource {
+                    key_id,
+                    reason: format!("element {i}: {reason}"),
+                },
+                e => e,
+            })
+        })
+        .collect()
+}
+
+/// An exclusive advisory lock on `<file>.lock`, released on drop.
+struct LockFile(File);
+
+impl LockFile {
+    fn acquire(path: &Path) -> Result<Self> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = PathBuf::from(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.clone(),
+                action: "opening the key store lock file",
+                source,
+            })?;
+        file.lock().map_err(|source| Error::Io {
+            path: lock_path,
+            action: "locking the key store lock file",
+            source,
+        })?;
+        Ok(LockFile(file))
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // Closing the file releases the lock too; this only makes it prompt.
+        let _ = self.0.unlock();
+    }
+}
+
+/// Writes `bytes` to `path` atomically: to a new temporary file in the same directory,
+/// fsync, rename over `path`, fsync of the directory. Readers see the old file or the new
+/// one, never a mix; when anything fails the old file is untouched and the temporary file
+/// is removed. An existing file's permissions are kept; a new file is created readable by
+/// its owner only (on Unix).
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file or directory and the step that failed.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_inner(path, bytes, None)
+}
+
+#[cfg(any(test, feature = "test-util"))]
+type FailPoint = Option<WriteFailPoint>;
+#[cfg(not(any(test, feature = "test-util")))]
+type FailPoint = Option<std::convert::Infallible>;
+
+fn atomic_write_inner(path: &Path, bytes: &[u8], fail: FailPoint) -> Result<()> {
+    let io = |path: &Path, action: &'static str| {
+        let path = path.to_owned();
+        move |source| Error::Io {
+            path,
+            action,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::Io {
+            path: path.to_owned(),
+            action: "writing",
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let existing = std::fs::metadata(path).ok();
+    let (tmp_path, mut tmp) = create_temp(&dir, &file_name)?;
+    let result = (|| {
+        #[cfg(any(test, feature = "test-util"))]
+        if fail == Some(WriteFailPoint::MidWrite) {
+            tmp.write_all(&bytes[..bytes.len() / 2])
+                .map_err(io(&tmp_path, "writing"))?;
+            return Err(Error::Io {
+                path: tmp_path.clone(),
+                action: "writing",
+                source: std::io::Error::other("injected failure mid-write"),
+            });
+        }
+        tmp.write_all(bytes).map_err(io(&tmp_path, "writing"))?;
+        if let Some(meta) = &existing {
+            tmp.set_permissions(meta.permissions())
+                .map_err(io(&tmp_path, "setting permissions of"))?;
+        }
+        tmp.sync_all().map_err(io(&tmp_path, "syncing"))?;
+        #[cfg(any(test, feature = "test-util"))]
+        if fail == Some(WriteFailPoint::BeforeRename) {
+            return Err(Error::Io {
+                path: tmp_path.clone(),
+                action: "renaming",
+                source: std::io::Error::other("injected failure before rename"),
+            });
+        }
+        #[cfg(not(any(test, feature = "test-util")))]
+        let _ = fail;
+        std::fs::rename(&tmp_path, path).map_err(io(path, "renaming a temporary file over"))
+    })();
+    drop(tmp);
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(e);
+    }
+    // Make the rename itself durable.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&dir, "syncing the directory"))
+}
+
+/// Creates `.<name>.tmp-<random>` in `dir`, new (never an existing file).
+fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
+    let mut last_err = None;
+    for _ in 0..8 {
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).map_err(Error::Random)?;
+        let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp_path = dir.join(format!(".{name}.tmp-{suffix}"));
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        match opts.open(&tmp_path) {
+            Ok(f) => return Ok((tmp_path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: tmp_path,
+                    action: "creating a temporary file",
+                    source,
+                });
+            }
+        }
+    }
+    Err(Error::Io {
+        path: dir.to_owned(),
+        action: "creating a temporary file in",
+        source: last_err.unwrap_or_else(|| std::io::ErrorKind::AlreadyExists.into()),
+    })
+}
+
+/// Exports keys from `store`: the ones named in `ids` (in that order), or all of them when
+/// `ids` is `None`. Resources are exported as stored, system properties included.
+///
+/// # Errors
+///
+/// [`Error::KeyNotFound`] when a named key is not in the store; store errors.
+pub async fn export_keys(
+    store: &dyn KeyStore,
+    ids: Option<&[&str]>,
+) -> Result<Vec<ClientEncryptionKeyResource>> {
+    match ids {
+        None => store.list().await,
+        Some(ids) => {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(store.read(id).await?.ok_or_else(|| Error::KeyNotFound {
+                    key_id: (*id).to_owned(),
+                })?);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// [`export_keys`] as pretty-printed JSON text: a JSON array of resources, the format
+/// [`import_keys`] (via [`parse_key_array`]) and [`JsonFileKeyStore`] read.
+///
+/// # Errors
+///
+/// As [`export_keys`].
+pub async fn export_json(store: &dyn KeyStore, ids: Option<&[&str]>) -> Result<String> {
+    let keys = export_keys(store, ids).await?;
+    Ok(String::from_utf8_lossy(&serialize_store(&keys)).into_owned())
+}
+
+/// What [`import_keys`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// Ids of keys added to the store.
+    pub created: Vec<String>,
+    /// Ids of keys the store already had, identical (see
+    /// [`ClientEncryptionKeyResource::same_key`]): left as they were.
+    pub unchanged: Vec<String>,
+}
+
+/// Imports keys into `store`, all or none: a key the store already has identically is
+/// skipped; a different key with the same id is refused (nothing is imported). This is
+/// how keys survive a backup restored into a new account.
+///
+/// # Errors
+///
+/// [`Error::KeyAlreadyExists`] when the store (or `keys` itself) holds a different key with
+/// the same id; store errors.
+pub async fn import_keys(
+    store: &dyn KeyStore,
+    keys: Vec<ClientEncryptionKeyResource>,
+) -> Result<ImportReport> {
+    let mut report = ImportReport::default();
+    let mut new: Vec<ClientEncryptionKeyResource> = Vec::new();
+    for k in keys {
+        if let Some(prev) = new.iter().find(|n| n.id() == k.id()) {
+            if prev.same_key(&k) {
+                continue;
+            }
+            return Err(Error::KeyAlreadyExists {
+                key_id: k.id().to_owned(),
+            });
+        }
+        match store.read(k.id()).await? {
+            Some(existing) if existing.same_key(&k) => {
+                if !report.unchanged.iter().any(|u| u == k.id()) {
+                    report.unchanged.push(k.id().to_owned());
+                }
+            }
+            Some(_) => {
+                return Err(Error::KeyAlreadyExists {
+                    key_id: k.id().to_owned(),
+                });
+            }
+            None => new.push(k),
+        }
+    }
+    report.created = new.iter().map(|k| k.id().to_owned()).collect();
+    if !new.is_empty() {
+        store.create_all(new).await?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cipher::Algorithm;
+    use crate::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+
+    fn cek(id: &str, wrapped: u8) -> ClientEncryptionKeyResource {
+        ClientEncryptionKeyResource::new(
+            id,
+            Algorithm::AeadAes256CbcHmacSha256,
+            KeyWrapMetadata::azure_key_vault("k", "https://v/keys/k/1", KeyWrapAlgorithm::RsaOaep),
+            vec![wrapped; 8],
+        )
+        .unwrap()
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn in_memory_store_semantics() {
+        block_on(async {
+            let s = InMemoryKeyStore::new();
+            s.create(cek("b", 1)).await.unwrap();
+            s.create(cek("a", 2)).await.unwrap();
+            assert!(matches!(
+                s.create(cek("a", 3)).await,
+                Err(Error::KeyAlreadyExists { .. })
+            ));
+            let ids: Vec<_> = s
+                .list()
+                .await
+                .unwrap()
+                .iter()
+                .map(|k| k.id().to_owned())
+                .collect();
+            assert_eq!(ids, ["a", "b"]);
+            let a = s.read("a").await.unwrap().unwrap();
+            s.replace(&a, cek("a", 9)).await.unwrap();
+            // A stale `expected` is refused.
+            assert!(matches!(
+                s.replace(&a, cek("a", 10)).await,
+                Err(Error::KeyStoreConflict { .. })
+            ));
+            assert_eq!(
+                s.read("a")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .wrapped_data_encryption_key(),
+                &[9; 8]
+            );
+            assert!(matches!(
+                s.replace(&cek("zz", 1), cek("zz", 2)).await,
+                Err(Error::KeyNotFound { .. })
+            ));
+            assert!(s.replace(&cek("a", 9), cek("b", 2)).await.is_err());
+            // create_all is all or none.
+            assert!(s.create_all(vec![cek("c", 1), cek("a", 1)]).await.is_err());
+            assert!(s.read("c").await.unwrap().is_none());
+            s.delete("b").await.unwrap();
+            assert!(matches!(
+                s.delete("b").await,
+                Err(Error::KeyNotFound { .. })
+            ));
+            assert!(s.read("b").await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn parse_store_rejects_bad_files_naming_them() {
+        let p = Path::new("/x/keys.json");
+        for (bytes, expect) in [
+            (&b""[..], "empty"),
+            (b"  \n", "empty"),
+            (b"[", "not JSON"),
+            (b"{}", "JSON array"),
+            (b"[{\"id\":\"a\"}]", "element 0"),
+        ] {
+            let e = parse_store(p, bytes).unwrap_err();
+            let s = e.to_string();
+            assert!(matches!(e, Error::CorruptKeyStore { .. }));
+            assert!(s.contains("/x/keys.json") && s.contains(expect), "{s}");
+        }
+        let two = serialize_store(&[cek("a", 1), cek("a", 2)]);
+        assert!(
+            parse_store(p, &two)
+                .unwrap_err()
+                .to_string()
+                .contains("appears twice")
+        );
+        let ok = serialize_store(&[cek("b", 1), cek("a", 2)]);
+        assert_eq!(parse_store(p, &ok).unwrap().len(), 2);
+        assert!(parse_store(p, b"[]").unwrap().is_empty());
+    }
+}
