@@ -3,8 +3,16 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cipher;
+mod document;
 mod error;
 pub mod keys;
+mod path;
+mod policy;
+mod prepared;
 pub mod value;
 
+pub use document::patch::{NumberType, PatchOperation};
+pub use document::{DecryptReport, SkippedProperty};
 pub use error::{Error, Result};
+pub use policy::{ClientEncryptionPolicy, EncryptionPath, PolicyFormatVersion, PolicyMode};
+pub use prepared::{PrepareOptions, PreparedPolicy};
