@@ -1,7 +1,12 @@
 //! Whole documents from the official Cosmos DB JavaScript SDK (`@azure/cosmos` 4.10.1):
 //! `../shared/testvectors/cosmos-js-4.10.1`, through the prepared-policy APIs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::unwrap_in_result,
+    clippy::print_stdout
+)]
 
 mod common;
 
