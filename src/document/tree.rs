@@ -350,10 +350,7 @@ mod tests {
         );
         assert!(exact_f64(&n(json!((1i64 << 53) + 1))).is_err());
         assert!(exact_f64(&n(json!(i64::MAX))).is_err());
-        assert_eq!(
-            exact_f64(&n(json!(i64::MIN))).unwrap(),
-            -(2f64.powi(63))
-        );
+        assert_eq!(exact_f64(&n(json!(i64::MIN))).unwrap(), -(2f64.powi(63)));
         assert!(exact_f64(&n(json!(u64::MAX))).is_err());
         assert_eq!(exact_f64(&n(json!(2.5))).unwrap(), 2.5);
     }
