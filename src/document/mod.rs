@@ -10,6 +10,7 @@
 //! that a key is unavailable to this caller.
 
 pub(crate) mod patch;
+pub(crate) mod scan;
 pub(crate) mod text;
 pub(crate) mod tree;
 
@@ -69,12 +70,32 @@ pub(crate) struct Selected {
 /// then a leaf of the tree: policies never nest paths) or an ancestor of selected nodes.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Node {
-    /// Named children, sorted by name for binary search.
-    children: Vec<(Box<str>, usize)>,
+    /// Named children, sorted by (`prefix_key`, name) for binary search.
+    children: Vec<Child>,
     /// The `[]` child: every element of an array.
     elements: Option<usize>,
     /// The index of the selected path ending here.
     selected: Option<usize>,
+}
+
+/// A named child: its name, a cheap integer key for the lookup and the node id.
+#[derive(Debug, Clone)]
+struct Child {
+    key: u64,
+    name: Box<str>,
+    id: usize,
+}
+
+/// The first seven bytes of `name` and its length (capped at 255), as one integer: most
+/// lookups are decided by comparing these.
+#[inline]
+fn prefix_key(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let mut w = [0u8; 8];
+    let n = b.len().min(7);
+    w[..n].copy_from_slice(&b[..n]);
+    w[7] = u8::try_from(b.len()).unwrap_or(u8::MAX);
+    u64::from_be_bytes(w)
 }
 
 /// The selection tree of a policy and its prepared paths.
@@ -99,12 +120,16 @@ impl Engine {
             for seg in p.segments() {
                 cur = match seg {
                     Segment::Property(name) => {
-                        match nodes[cur].children.iter().find(|(n, _)| n == name) {
-                            Some(&(_, id)) => id,
+                        match nodes[cur].children.iter().find(|c| c.name == *name) {
+                            Some(c) => c.id,
                             None => {
                                 let id = nodes.len();
                                 nodes.push(Node::default());
-                                nodes[cur].children.push((name.clone(), id));
+                                nodes[cur].children.push(Child {
+                                    key: prefix_key(name),
+                                    name: name.clone(),
+                                    id,
+                                });
                                 id
                             }
                         }
@@ -134,7 +159,8 @@ impl Engine {
             });
         }
         for n in &mut nodes {
-            n.children.sort_by(|a, b| a.0.cmp(&b.0));
+            n.children
+                .sort_by(|a, b| (a.key, &a.name).cmp(&(b.key, &b.name)));
         }
         Engine { nodes, selected }
     }
@@ -152,11 +178,21 @@ impl Engine {
     }
 
     /// The named child of `node`.
+    #[inline]
     pub(crate) fn child(&self, node: &Node, name: &str) -> Option<usize> {
-        node.children
-            .binary_search_by(|(n, _)| (**n).cmp(name))
-            .ok()
-            .map(|i| node.children[i].1)
+        let key = prefix_key(name);
+        let c = &node.children;
+        let mut i = c.partition_point(|x| x.key < key);
+        while let Some(x) = c.get(i) {
+            if x.key != key {
+                break;
+            }
+            if *x.name == *name {
+                return Some(x.id);
+            }
+            i += 1;
+        }
+        None
     }
 }
 
@@ -175,7 +211,6 @@ impl Node {
 }
 
 /// Scratch buffers reused for every leaf of a walk.
-#[derive(Default)]
 pub(crate) struct Buffers {
     /// Binary ciphertext (encrypt) or decoded stored bytes (decrypt).
     pub(crate) scratch: Vec<u8>,
@@ -183,6 +218,17 @@ pub(crate) struct Buffers {
     pub(crate) plain: Zeroizing<Vec<u8>>,
     /// An unescaped JSON string.
     pub(crate) text: Zeroizing<String>,
+}
+
+impl Buffers {
+    /// Sized for typical leaves, so most documents need no further growth.
+    pub(crate) fn new() -> Self {
+        Buffers {
+            scratch: Vec::with_capacity(512),
+            plain: Zeroizing::new(Vec::with_capacity(256)),
+            text: Zeroizing::new(String::new()),
+        }
+    }
 }
 
 /// A property lenient decryption left as it was, because its key is unavailable to the

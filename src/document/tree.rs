@@ -45,7 +45,7 @@ impl<'e, 'a> Walk<'e, 'a> {
             engine,
             op,
             numbers: Numbers::AsParsed,
-            bufs: Buffers::default(),
+            bufs: Buffers::new(),
             stack: Vec::new(),
             skipped: Vec::new(),
         }
