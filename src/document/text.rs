@@ -12,6 +12,8 @@
 
 use super::scan::{self, ScanError, path_at, skip_ws};
 use super::{Buffers, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty, unescape};
+use zeroize::Zeroize;
+
 use crate::cipher::CbcHmacKey;
 use crate::error::{Error, Result};
 use crate::value::{
@@ -94,13 +96,23 @@ pub(crate) fn transform(
     }
     let mut out = Vec::with_capacity(capacity);
     let mut copied = 0;
-    for (child, start, end, escaped) in matched {
-        out.extend_from_slice(slice(input, copied, start)?);
-        w.top_level(child, start, end, escaped, &mut out)?;
-        copied = end;
+    let run = || -> Result<()> {
+        for (child, start, end, escaped) in matched {
+            out.extend_from_slice(slice(input, copied, start)?);
+            w.top_level(child, start, end, escaped, &mut out)?;
+            copied = end;
+        }
+        out.extend_from_slice(slice(input, copied, input.len())?);
+        Ok(())
+    };
+    match run() {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            // The partial output may hold decrypted values: wipe it before it is freed.
+            out.zeroize();
+            Err(e)
+        }
     }
-    out.extend_from_slice(slice(input, copied, input.len())?);
-    Ok(out)
 }
 
 fn syntax(input: &str, at: usize, what: &str) -> Error {

@@ -3,6 +3,7 @@
 //! succeeded, so a failed call leaves the document as it was.
 
 use serde_json::{Map, Value};
+use zeroize::Zeroize;
 
 use super::{Buffers, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty};
 use crate::cipher::CbcHmacKey;
@@ -75,8 +76,10 @@ impl<'e, 'a> Walk<'e, 'a> {
                 self.stack.push(Seg::Key(k));
                 let r = self.node(child, v);
                 self.stack.pop();
-                if let Some(nv) = r? {
-                    changes.push((pos, nv));
+                match r {
+                    Ok(Some(nv)) => changes.push((pos, nv)),
+                    Ok(None) => {}
+                    Err(e) => return Err(wipe_changes(changes, e)),
                 }
             }
         }
@@ -98,8 +101,10 @@ impl<'e, 'a> Walk<'e, 'a> {
                         self.stack.push(Seg::Key(k));
                         let r = self.node(child, x);
                         self.stack.pop();
-                        if let Some(nx) = r? {
-                            changes.push((pos, nx));
+                        match r {
+                            Ok(Some(nx)) => changes.push((pos, nx)),
+                            Ok(None) => {}
+                            Err(e) => return Err(wipe_changes(changes, e)),
                         }
                     }
                 }
@@ -117,8 +122,10 @@ impl<'e, 'a> Walk<'e, 'a> {
                         self.stack.push(Seg::Index(i));
                         let r = self.node(el, x);
                         self.stack.pop();
-                        if let Some(nx) = r? {
-                            changes.push((i, nx));
+                        match r {
+                            Ok(Some(nx)) => changes.push((i, nx)),
+                            Ok(None) => {}
+                            Err(e) => return Err(wipe_changes(changes, e)),
                         }
                     }
                     if changes.is_empty() {
@@ -189,7 +196,15 @@ impl<'e, 'a> Walk<'e, 'a> {
                     self.stack.push(Seg::Key(k));
                     let r = self.leaves(sel, key, alphabet, x);
                     self.stack.pop();
-                    out.insert(k.clone(), r?);
+                    match r {
+                        Ok(v) => {
+                            out.insert(k.clone(), v);
+                        }
+                        Err(e) => {
+                            wipe(&mut Value::Object(out));
+                            return Err(e);
+                        }
+                    }
                 }
                 Ok(Value::Object(out))
             }
@@ -200,7 +215,13 @@ impl<'e, 'a> Walk<'e, 'a> {
                     self.stack.push(Seg::Index(i));
                     let r = self.leaves(sel, key, alphabet, x);
                     self.stack.pop();
-                    out.push(r?);
+                    match r {
+                        Ok(v) => out.push(v),
+                        Err(e) => {
+                            wipe(&mut Value::Array(out));
+                            return Err(e);
+                        }
+                    }
                 }
                 Ok(Value::Array(out))
             }
@@ -284,6 +305,24 @@ impl<'e, 'a> Walk<'e, 'a> {
     }
 }
 
+/// Zeroizes every string in `v` (values built by a walk that failed may hold decrypted
+/// plaintext) before it is freed.
+pub(crate) fn wipe(v: &mut Value) {
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe),
+        Value::Object(m) => m.values_mut().for_each(wipe),
+        _ => {}
+    }
+}
+
+fn wipe_changes(changes: Vec<(usize, Value)>, e: Error) -> Error {
+    for (_, mut v) in changes {
+        wipe(&mut v);
+    }
+    e
+}
+
 /// A number as a double, refusing one that has no exact double.
 fn exact_f64(n: &serde_json::Number) -> Result<f64> {
     let inexact = || Error::UnsupportedValue {
@@ -353,6 +392,13 @@ mod tests {
         assert_eq!(exact_f64(&n(json!(i64::MIN))).unwrap(), -(2f64.powi(63)));
         assert!(exact_f64(&n(json!(u64::MAX))).is_err());
         assert_eq!(exact_f64(&n(json!(2.5))).unwrap(), 2.5);
+    }
+
+    #[test]
+    fn wipe_clears_every_string() {
+        let mut v = json!({"a": ["secret", {"b": "plain"}], "n": 5, "c": "x"});
+        wipe(&mut v);
+        assert_eq!(v, json!({"a": ["", {"b": ""}], "n": 5, "c": ""}));
     }
 
     #[test]
