@@ -126,6 +126,41 @@ pub enum Error {
         /// The new key-encryption key URL.
         kek_url: String,
     },
+    /// A `ClientEncryptionPolicy` breaks a rule; `path` is the offending included path
+    /// (empty when the policy as a whole is wrong, e.g. its format version).
+    InvalidPolicy {
+        /// The included path the error is about, as written in the policy.
+        path: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// A document cannot be processed: it is not valid JSON, not a JSON object, nested too
+    /// deeply, or (for typed helpers) does not match the target type.
+    InvalidDocument {
+        /// JSON Pointer of the offending value (empty for the document as a whole).
+        path: String,
+        /// What is wrong. Never contains a value from the document.
+        reason: String,
+    },
+    /// The key a property needs was recorded as unavailable to this caller when the
+    /// policy was prepared (access denied, key missing or disabled).
+    KeyUnavailable {
+        /// JSON Pointer of the property.
+        path: String,
+        /// The client encryption key id.
+        key_id: String,
+        /// Why the key is unavailable (the error of the key lookup).
+        source: std::sync::Arc<Error>,
+    },
+    /// An operation is not allowed on an encrypted path: an equality query on a
+    /// Randomized path, `incr` on an encrypted property, a query parameter for a path the
+    /// policy does not encrypt, ...
+    UnsupportedOperation {
+        /// The path the operation names.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`] as the default error type.
@@ -133,12 +168,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Sets the JSON path on variants that carry one and where it is still empty.
-    #[allow(dead_code)] // used by the document layer
     pub(crate) fn at_path(mut self, at: &str) -> Self {
         match &mut self {
             Error::DecryptionFailed { path, .. }
             | Error::MalformedCiphertext { path, .. }
             | Error::UnsupportedValue { path, .. }
+            | Error::InvalidDocument { path, .. }
+            | Error::KeyUnavailable { path, .. }
+            | Error::UnsupportedOperation { path, .. }
                 if path.is_empty() =>
             {
                 at.clone_into(path);
@@ -153,7 +190,7 @@ impl Error {
     /// passing fault or bad data. Lenient decryption skips properties for such errors.
     pub fn is_key_unavailable(&self) -> bool {
         match self {
-            Error::KeyNotFound { .. } => true,
+            Error::KeyNotFound { .. } | Error::KeyUnavailable { .. } => true,
             Error::KeyProvider { source, .. } => source.kind().is_revocation(),
             _ => false,
         }
@@ -165,6 +202,10 @@ impl Error {
             Error::DecryptionFailed { path, .. }
             | Error::MalformedCiphertext { path, .. }
             | Error::UnsupportedValue { path, .. }
+            | Error::InvalidPolicy { path, .. }
+            | Error::InvalidDocument { path, .. }
+            | Error::KeyUnavailable { path, .. }
+            | Error::UnsupportedOperation { path, .. }
                 if !path.is_empty() =>
             {
                 Some(path)
@@ -271,6 +312,28 @@ impl fmt::Display for Error {
                 "client encryption key '{key_id}': the new wrapping under {kek_url} does not \
                  unwrap to the same data-encryption key; the stored key is unchanged"
             ),
+            Error::InvalidPolicy { path, reason } => {
+                if path.is_empty() {
+                    write!(f, "invalid encryption policy: {reason}")
+                } else {
+                    write!(f, "invalid encryption policy: path '{path}': {reason}")
+                }
+            }
+            Error::InvalidDocument { path, reason } => {
+                write!(f, "invalid document{}: {reason}", At(path))
+            }
+            Error::KeyUnavailable {
+                path,
+                key_id,
+                source,
+            } => write!(
+                f,
+                "client encryption key '{key_id}' needed{} is unavailable: {source}",
+                At(path)
+            ),
+            Error::UnsupportedOperation { path, reason } => {
+                write!(f, "unsupported operation{}: {reason}", At(path))
+            }
         }
     }
 }
@@ -281,6 +344,7 @@ impl std::error::Error for Error {
             Error::Random(e) => Some(e),
             Error::KeyProvider { source, .. } => Some(source),
             Error::Io { source, .. } => Some(source),
+            Error::KeyUnavailable { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -3,13 +3,21 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cipher;
+mod document;
 mod error;
 pub mod keys;
+mod path;
+mod policy;
+mod prepared;
 pub mod value;
 
+pub use document::patch::{NumberType, PatchOperation};
+pub use document::{DecryptReport, SkippedProperty};
 pub use error::{Error, Result};
 
 /// The Azure SDK core crate, re-exported for the types in this crate's API
 /// (`TokenCredential`, `RetryOptions`, `Transport`).
 #[cfg(feature = "azure-key-vault")]
 pub use azure_core;
+pub use policy::{ClientEncryptionPolicy, EncryptionPath, PolicyFormatVersion, PolicyMode};
+pub use prepared::{PrepareOptions, PreparedPolicy};

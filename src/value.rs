@@ -450,6 +450,116 @@ pub fn decrypt_value(key: &CbcHmacKey, v: &Value) -> Result<Value> {
     }
 }
 
+// ---- Buffer-reusing helpers for the document walker (crate-internal) ----
+
+/// Like [`encrypt_to_stored_into`], but appends the stored form to a byte buffer (the
+/// document walker writes JSON text as bytes). `out` is unchanged on error.
+pub(crate) fn encrypt_to_stored_bytes_into(
+    key: &CbcHmacKey,
+    mode: EncryptionType,
+    plaintext: &Plaintext<'_>,
+    alphabet: Alphabet,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    scratch.clear();
+    scratch.reserve(1 + CbcHmacKey::ciphertext_len(plaintext.as_bytes().len()));
+    scratch.push(plaintext.marker() as u8);
+    key.encrypt_into(plaintext.as_bytes(), mode, scratch)?;
+    let internal = || Error::UnsupportedValue {
+        path: String::new(),
+        reason: "internal error: base64 length".into(),
+    };
+    let len = base64::encoded_len(scratch.len(), true).ok_or_else(internal)?;
+    let start = out.len();
+    out.resize(start + len, 0);
+    match alphabet
+        .engine()
+        .encode_slice(&scratch[..], &mut out[start..])
+    {
+        Ok(n) if n == len => Ok(()),
+        _ => {
+            out.truncate(start);
+            Err(internal())
+        }
+    }
+}
+
+/// Decodes and decrypts a stored value, leaving the serialized plaintext in `plain` and
+/// returning its type marker. `raw` is scratch space for the decoded bytes. Reusing both
+/// buffers, a caller decrypting many values allocates nothing per value.
+///
+/// Errors as [`decrypt_stored`]; a payload that does not fit its marker is found later, by
+/// [`plaintext_to_json`] or [`write_plaintext_json`].
+pub(crate) fn decrypt_stored_into(
+    key: &CbcHmacKey,
+    stored: &str,
+    alphabet: Alphabet,
+    raw: &mut Vec<u8>,
+    plain: &mut Zeroizing<Vec<u8>>,
+) -> Result<TypeMarker> {
+    let malformed = |reason| Error::MalformedCiphertext {
+        path: String::new(),
+        key_id: key.key_id().to_owned(),
+        reason,
+    };
+    raw.clear();
+    alphabet
+        .engine()
+        .decode_vec(stored, raw)
+        .map_err(|_| malformed("not valid base64"))?;
+    let (&marker, ciphertext) = raw.split_first().ok_or(malformed("empty value"))?;
+    let marker = TypeMarker::try_from(marker).map_err(|_| malformed("unknown type marker"))?;
+    if marker == TypeMarker::Null {
+        return Err(malformed("the Null type marker is never encrypted"));
+    }
+    key.decrypt_into(ciphertext, plain)?;
+    Ok(marker)
+}
+
+/// Decrypted plaintext bytes with their marker as a JSON value; the reason on error.
+pub(crate) fn plaintext_to_json(
+    marker: TypeMarker,
+    bytes: &[u8],
+) -> std::result::Result<Value, &'static str> {
+    deserialize(marker, bytes)
+}
+
+/// Writes decrypted plaintext bytes with their marker as JSON text, exactly as
+/// `serde_json` would print [`plaintext_to_json`]'s value; the reason on error (then `out`
+/// may hold a partial value: the caller discards it).
+pub(crate) fn write_plaintext_json(
+    marker: TypeMarker,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), &'static str> {
+    const WRITE: &str = "internal error: writing JSON";
+    match marker {
+        TypeMarker::Null => return Err("the Null type marker is never encrypted"),
+        TypeMarker::Boolean => {
+            let b = fixed8(bytes, "a Boolean payload must be 8 bytes")?;
+            out.extend_from_slice(if b[0] != 0 { b"true" } else { b"false" });
+        }
+        TypeMarker::Long => {
+            let n = i64::from_le_bytes(fixed8(bytes, "a Long payload must be 8 bytes")?);
+            serde_json::to_writer(&mut *out, &n).map_err(|_| WRITE)?;
+        }
+        TypeMarker::Double => {
+            let x = f64::from_le_bytes(fixed8(bytes, "a Double payload must be 8 bytes")?);
+            if !x.is_finite() {
+                return Err("a Double payload is NaN or infinite");
+            }
+            serde_json::to_writer(&mut *out, &x).map_err(|_| WRITE)?;
+        }
+        TypeMarker::String => {
+            let s =
+                std::str::from_utf8(bytes).map_err(|_| "a String payload is not valid UTF-8")?;
+            serde_json::to_writer(&mut *out, s).map_err(|_| WRITE)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,3 +117,61 @@ pub fn assert_no_key_bytes(text: &str, key: &[u8]) {
     assert!(!text.contains(&b64[..16]), "base64 of key bytes in: {text}");
     assert!(!text.contains(&decimal), "decimal key bytes in: {text}");
 }
+/// The vectors' `cek1`, unwrapped and ready for a prepared policy.
+pub fn cek1_resolved() -> always_encrypted::keys::ResolvedKey {
+    always_encrypted::keys::ResolvedKey::new("cek1", cek1_dek())
+}
+
+/// A policy file of the vectors (relative to `vectors_dir()`), parsed in Cosmos mode.
+pub fn vector_policy(rel: &str) -> always_encrypted::ClientEncryptionPolicy {
+    always_encrypted::ClientEncryptionPolicy::from_json(&read(rel)).unwrap()
+}
+
+/// Prepares `policy` with fixed test keys: `cek1` is the vectors' key, any other id gets a
+/// key made from its name (so tests are repeatable).
+pub fn prepare(
+    policy: &always_encrypted::ClientEncryptionPolicy,
+    options: always_encrypted::PrepareOptions,
+) -> always_encrypted::PreparedPolicy {
+    always_encrypted::PreparedPolicy::new(policy, options, |id| Ok(test_key(id))).unwrap()
+}
+
+/// A repeatable test key: the vectors' DEK for `cek1`, SHA-256 of the id otherwise.
+pub fn test_key(id: &str) -> always_encrypted::keys::ResolvedKey {
+    use sha2::Digest;
+    if id == "cek1" {
+        return cek1_resolved();
+    }
+    let bytes = sha2::Sha256::digest(id.as_bytes());
+    always_encrypted::keys::ResolvedKey::new(id, DataEncryptionKey::from_bytes(&bytes).unwrap())
+}
+
+/// Non-empty lines of a vector file, as text.
+pub fn lines(rel: &str) -> Vec<String> {
+    read(rel)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Compares two decrypted documents as the vectors' README says: key order aside,
+/// integers exactly, other numbers as doubles.
+pub fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
+        }
+        _ => a == b,
+    }
+}

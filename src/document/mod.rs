@@ -1,0 +1,394 @@
+//! The document walker: given a prepared policy, visits exactly the selected properties of
+//! a JSON document and encrypts or decrypts every primitive leaf under them.
+//!
+//! Two front ends share one selection tree and one set of leaf operations:
+//! - [`text`]: JSON text in, JSON text out; parses only the top level (and the ancestors of
+//!   nested paths) and copies everything not selected byte for byte;
+//! - [`tree`]: `serde_json::Value` in place, transactional.
+//!
+//! This layer never sees key stores or providers: it gets ready cell keys, or the record
+//! that a key is unavailable to this caller.
+
+pub(crate) mod patch;
+pub(crate) mod scan;
+pub(crate) mod text;
+pub(crate) mod tree;
+
+use std::fmt;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::cipher::{CbcHmacKey, EncryptionType};
+use crate::error::Error;
+use crate::path::Segment;
+use crate::policy::ClientEncryptionPolicy;
+use crate::value::Alphabet;
+
+/// The deepest nesting the walker follows inside a selected property: a value whose path
+/// would have more than this many segments is refused (`serde_json` refuses such documents
+/// when it parses them, so only hand-built values and the text API can reach it).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// What a walk does to each selected leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Encrypt,
+    Decrypt { lenient: bool },
+}
+
+/// The key of a selected path, or why it is unavailable to this caller.
+#[derive(Clone)]
+pub(crate) enum KeySlot {
+    Ready(CbcHmacKey),
+    Unavailable { key_id: String, error: Arc<Error> },
+}
+
+impl KeySlot {
+    pub(crate) fn key_id(&self) -> &str {
+        match self {
+            KeySlot::Ready(k) => k.key_id(),
+            KeySlot::Unavailable { key_id, .. } => key_id,
+        }
+    }
+}
+
+/// One included path, ready for the hot path.
+#[derive(Clone)]
+pub(crate) struct Selected {
+    /// The path as written in the policy.
+    pub(crate) path: Box<str>,
+    pub(crate) key: KeySlot,
+    pub(crate) mode: EncryptionType,
+    /// URL-safe for `/id`, standard otherwise.
+    pub(crate) alphabet: Alphabet,
+    /// `/id`: the value must be a string.
+    pub(crate) is_id: bool,
+}
+
+/// A node of the selection tree. The root is the document; a node is either selected (and
+/// then a leaf of the tree: policies never nest paths) or an ancestor of selected nodes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Node {
+    /// Named children, sorted by (`prefix_key`, name) for binary search.
+    children: Vec<Child>,
+    /// The `[]` child: every element of an array.
+    elements: Option<usize>,
+    /// The index of the selected path ending here.
+    selected: Option<usize>,
+}
+
+/// A named child: its name, a cheap integer key for the lookup and the node id.
+#[derive(Debug, Clone)]
+struct Child {
+    key: u64,
+    name: Box<str>,
+    id: usize,
+}
+
+/// The first seven bytes of `name` and its length (capped at 255), as one integer: most
+/// lookups are decided by comparing these.
+#[inline]
+fn prefix_key(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let mut w = [0u8; 8];
+    let n = b.len().min(7);
+    w[..n].copy_from_slice(&b[..n]);
+    w[7] = u8::try_from(b.len()).unwrap_or(u8::MAX);
+    u64::from_be_bytes(w)
+}
+
+/// The selection tree of a policy and its prepared paths.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    nodes: Vec<Node>,
+    selected: Vec<Selected>,
+}
+
+pub(crate) const ROOT: usize = 0;
+
+impl Engine {
+    /// Builds the tree. `key_for` gives the key slot of a key id.
+    pub(crate) fn new(
+        policy: &ClientEncryptionPolicy,
+        mut key_for: impl FnMut(&str) -> KeySlot,
+    ) -> Self {
+        let mut nodes = vec![Node::default()];
+        let mut selected = Vec::with_capacity(policy.included_paths().len());
+        for p in policy.included_paths() {
+            let mut cur = ROOT;
+            for seg in p.segments() {
+                cur = match seg {
+                    Segment::Property(name) => {
+                        match nodes[cur].children.iter().find(|c| c.name == *name) {
+                            Some(c) => c.id,
+                            None => {
+                                let id = nodes.len();
+                                nodes.push(Node::default());
+                                nodes[cur].children.push(Child {
+                                    key: prefix_key(name),
+                                    name: name.clone(),
+                                    id,
+                                });
+                                id
+                            }
+                        }
+                    }
+                    Segment::Elements => match nodes[cur].elements {
+                        Some(id) => id,
+                        None => {
+                            let id = nodes.len();
+                            nodes.push(Node::default());
+                            nodes[cur].elements = Some(id);
+                            id
+                        }
+                    },
+                };
+            }
+            nodes[cur].selected = Some(selected.len());
+            selected.push(Selected {
+                path: p.path().into(),
+                key: key_for(p.key_id()),
+                mode: p.encryption_type(),
+                alphabet: if p.is_id() {
+                    Alphabet::UrlSafe
+                } else {
+                    Alphabet::Standard
+                },
+                is_id: p.is_id(),
+            });
+        }
+        for n in &mut nodes {
+            n.children
+                .sort_by(|a, b| (a.key, &a.name).cmp(&(b.key, &b.name)));
+        }
+        Engine { nodes, selected }
+    }
+
+    pub(crate) fn node(&self, id: usize) -> &Node {
+        &self.nodes[id]
+    }
+
+    pub(crate) fn sel(&self, id: usize) -> &Selected {
+        &self.selected[id]
+    }
+
+    pub(crate) fn selected_paths(&self) -> &[Selected] {
+        &self.selected
+    }
+
+    /// The named child of `node`.
+    #[inline]
+    pub(crate) fn child(&self, node: &Node, name: &str) -> Option<usize> {
+        let key = prefix_key(name);
+        let c = &node.children;
+        let mut i = c.partition_point(|x| x.key < key);
+        while let Some(x) = c.get(i) {
+            if x.key != key {
+                break;
+            }
+            if *x.name == *name {
+                return Some(x.id);
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+impl Node {
+    pub(crate) fn selected(&self) -> Option<usize> {
+        self.selected
+    }
+
+    pub(crate) fn elements(&self) -> Option<usize> {
+        self.elements
+    }
+
+    pub(crate) fn has_children(&self) -> bool {
+        !self.children.is_empty()
+    }
+}
+
+/// Scratch buffers reused for every leaf of a walk.
+pub(crate) struct Buffers {
+    /// Binary ciphertext (encrypt) or decoded stored bytes (decrypt).
+    pub(crate) scratch: Vec<u8>,
+    /// Decrypted plaintext.
+    pub(crate) plain: Zeroizing<Vec<u8>>,
+    /// An unescaped JSON string.
+    pub(crate) text: Zeroizing<String>,
+}
+
+impl Buffers {
+    /// Sized for typical leaves, so most documents need no further growth.
+    pub(crate) fn new() -> Self {
+        Buffers {
+            scratch: Vec::with_capacity(512),
+            plain: Zeroizing::new(Vec::with_capacity(256)),
+            text: Zeroizing::new(String::new()),
+        }
+    }
+}
+
+/// A property lenient decryption left as it was, because its key is unavailable to the
+/// caller.
+#[derive(Debug, Clone)]
+pub struct SkippedProperty {
+    path: String,
+    key_id: String,
+    reason: Arc<Error>,
+}
+
+impl SkippedProperty {
+    pub(crate) fn new(path: String, key_id: &str, reason: &Arc<Error>) -> Self {
+        SkippedProperty {
+            path,
+            key_id: key_id.to_owned(),
+            reason: Arc::clone(reason),
+        }
+    }
+
+    /// Where the property is, as a JSON Pointer (`/ssn`, `/cards/0/number`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The client encryption key it needs.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Why the key is unavailable: the key lookup's error when the policy was prepared
+    /// (check [`Error::is_key_unavailable`], or match `KeyNotFound` / `KeyProvider`).
+    pub fn reason(&self) -> &Error {
+        &self.reason
+    }
+}
+
+impl fmt::Display for SkippedProperty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} left encrypted (key '{}'): {}",
+            self.path, self.key_id, self.reason
+        )
+    }
+}
+
+/// What lenient decryption left encrypted.
+#[derive(Debug, Clone, Default)]
+pub struct DecryptReport {
+    pub(crate) skipped: Vec<SkippedProperty>,
+}
+
+impl DecryptReport {
+    /// Every property left as it was, in document order.
+    pub fn skipped(&self) -> &[SkippedProperty] {
+        &self.skipped
+    }
+
+    /// True when every selected property was decrypted.
+    pub fn is_complete(&self) -> bool {
+        self.skipped.is_empty()
+    }
+}
+
+/// Unescapes the JSON string literal `raw` (quotes included). Borrows `raw` when it holds
+/// no escape; otherwise writes into `buf`. The reason on error.
+pub(crate) fn unescape<'s>(raw: &'s str, buf: &'s mut String) -> Result<&'s str, &'static str> {
+    const BAD: &str = "invalid JSON string";
+    let inner = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .ok_or(BAD)?;
+    if !inner.contains('\\') {
+        return Ok(inner);
+    }
+    buf.clear();
+    let mut rest = inner;
+    while let Some(p) = rest.find('\\') {
+        buf.push_str(&rest[..p]);
+        let esc = &rest[p + 1..];
+        let (c, used) = match esc.as_bytes().first() {
+            Some(b'"') => ('"', 1),
+            Some(b'\\') => ('\\', 1),
+            Some(b'/') => ('/', 1),
+            Some(b'b') => ('\u{8}', 1),
+            Some(b'f') => ('\u{c}', 1),
+            Some(b'n') => ('\n', 1),
+            Some(b'r') => ('\r', 1),
+            Some(b't') => ('\t', 1),
+            Some(b'u') => {
+                let hi = hex4(esc.get(1..5)).ok_or(BAD)?;
+                match hi {
+                    0xD800..=0xDBFF => {
+                        let lo = esc
+                            .get(5..7)
+                            .filter(|s| *s == "\\u")
+                            .and_then(|_| hex4(esc.get(7..11)))
+                            .filter(|lo| (0xDC00..=0xDFFF).contains(lo))
+                            .ok_or("a string holds a lone UTF-16 surrogate")?;
+                        let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                        (char::from_u32(c).ok_or(BAD)?, 11)
+                    }
+                    0xDC00..=0xDFFF => return Err("a string holds a lone UTF-16 surrogate"),
+                    _ => (char::from_u32(hi).ok_or(BAD)?, 5),
+                }
+            }
+            _ => return Err(BAD),
+        };
+        buf.push(c);
+        rest = esc.get(used..).ok_or(BAD)?;
+    }
+    buf.push_str(rest);
+    Ok(buf.as_str())
+}
+
+fn hex4(s: Option<&str>) -> Option<u32> {
+    let s = s?;
+    if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u32::from_str_radix(s, 16).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn un(raw: &str) -> Result<String, &'static str> {
+        let mut buf = String::new();
+        unescape(raw, &mut buf).map(str::to_owned)
+    }
+
+    #[test]
+    fn unescape_matches_serde_json() {
+        for raw in [
+            r#""plain""#,
+            r#""""#,
+            r#""a\"b\\c\/d\b\f\n\r\t""#,
+            r#""\u00e9\u0041""#,
+            r#""\ud83d\ude00 smile""#,
+            r#""caf\u00E9 ☕""#,
+            r#""\u0000""#,
+        ] {
+            let want: String = serde_json::from_str(raw).unwrap();
+            assert_eq!(un(raw).unwrap(), want, "{raw}");
+        }
+        for bad in [
+            r#""\ud83d""#,
+            r#""\ude00""#,
+            r#""\ud83d\u0041""#,
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\u12g4""#,
+            r#""abc"#,
+            "abc",
+            r#""\"#,
+        ] {
+            assert!(un(bad).is_err(), "{bad}");
+        }
+    }
+}

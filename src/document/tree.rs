@@ -1,0 +1,416 @@
+//! The `serde_json::Value` walker. It never changes its input: it computes the new values
+//! of the selected top-level properties, and the caller swaps them in only when every one
+//! succeeded, so a failed call leaves the document as it was.
+
+use serde_json::{Map, Value};
+use zeroize::Zeroize;
+
+use super::{Buffers, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty};
+use crate::cipher::CbcHmacKey;
+use crate::error::{Error, Result};
+use crate::path::push_token;
+use crate::value::{
+    Alphabet, Plaintext, decrypt_stored_into, encrypt_to_stored_into, plaintext_to_json,
+};
+
+/// How numbers are typed when encrypting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Numbers {
+    /// As parsed: an int64 is a Long, anything else a Double.
+    AsParsed,
+    /// Every number as a Long (it must be an int64).
+    Long,
+    /// Every number as a Double (it must have an exact double).
+    Double,
+}
+
+/// A step of the path of the value being visited.
+#[derive(Clone, Copy)]
+pub(crate) enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+pub(crate) struct Walk<'e, 'a> {
+    engine: &'e Engine,
+    op: Op,
+    numbers: Numbers,
+    bufs: Buffers,
+    stack: Vec<Seg<'a>>,
+    pub(crate) skipped: Vec<SkippedProperty>,
+}
+
+impl<'e, 'a> Walk<'e, 'a> {
+    pub(crate) fn new(engine: &'e Engine, op: Op) -> Self {
+        Walk {
+            engine,
+            op,
+            numbers: Numbers::AsParsed,
+            bufs: Buffers::new(),
+            stack: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Types numbers as `numbers` (query parameters).
+    pub(crate) fn with_numbers(mut self, numbers: Numbers) -> Self {
+        self.numbers = numbers;
+        self
+    }
+
+    /// Starts the walk at `prefix` (the path of a patch operation or query parameter),
+    /// which error messages then include.
+    pub(crate) fn at(mut self, prefix: &[&'a str]) -> Self {
+        self.stack.extend(prefix.iter().map(|s| Seg::Key(s)));
+        self
+    }
+
+    /// The new values of the top-level properties of `doc` that change, as (position in
+    /// the object's order, new value).
+    pub(crate) fn document(&mut self, doc: &'a Map<String, Value>) -> Result<Vec<(usize, Value)>> {
+        let engine = self.engine;
+        let root = engine.node(ROOT);
+        let mut changes = Vec::new();
+        for (pos, (k, v)) in doc.iter().enumerate() {
+            if let Some(child) = engine.child(root, k) {
+                self.stack.push(Seg::Key(k));
+                let r = self.node(child, v);
+                self.stack.pop();
+                match r {
+                    Ok(Some(nv)) => changes.push((pos, nv)),
+                    Ok(None) => {}
+                    Err(e) => return Err(wipe_changes(changes, e)),
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The new value of `v`, which tree node `id` matches; `None` when nothing changes.
+    pub(crate) fn node(&mut self, id: usize, v: &'a Value) -> Result<Option<Value>> {
+        let engine = self.engine;
+        let node = engine.node(id);
+        if let Some(sel) = node.selected() {
+            return self.selected(engine.sel(sel), v, true);
+        }
+        match v {
+            Value::Object(m) if node.has_children() => {
+                let mut changes = Vec::new();
+                for (pos, (k, x)) in m.iter().enumerate() {
+                    if let Some(child) = engine.child(node, k) {
+                        self.stack.push(Seg::Key(k));
+                        let r = self.node(child, x);
+                        self.stack.pop();
+                        match r {
+                            Ok(Some(nx)) => changes.push((pos, nx)),
+                            Ok(None) => {}
+                            Err(e) => return Err(wipe_changes(changes, e)),
+                        }
+                    }
+                }
+                if changes.is_empty() {
+                    return Ok(None);
+                }
+                let mut m = m.clone();
+                apply(&mut m, changes);
+                Ok(Some(Value::Object(m)))
+            }
+            Value::Array(a) => match node.elements() {
+                Some(el) => {
+                    let mut changes = Vec::new();
+                    for (i, x) in a.iter().enumerate() {
+                        self.stack.push(Seg::Index(i));
+                        let r = self.node(el, x);
+                        self.stack.pop();
+                        match r {
+                            Ok(Some(nx)) => changes.push((i, nx)),
+                            Ok(None) => {}
+                            Err(e) => return Err(wipe_changes(changes, e)),
+                        }
+                    }
+                    if changes.is_empty() {
+                        return Ok(None);
+                    }
+                    let mut a = a.clone();
+                    for (i, nx) in changes {
+                        a[i] = nx;
+                    }
+                    Ok(Some(Value::Array(a)))
+                }
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// The new value of a selected property `v` (leaf by leaf). `exact` is false for a value
+    /// strictly under a selected path (a patch sub-path): only the exact `/id` is special.
+    pub(crate) fn selected(
+        &mut self,
+        sel: &Selected,
+        v: &'a Value,
+        exact: bool,
+    ) -> Result<Option<Value>> {
+        let key = match &sel.key {
+            KeySlot::Ready(k) => k,
+            KeySlot::Unavailable { key_id, error } => {
+                if self.op == (Op::Decrypt { lenient: true }) {
+                    let path = self.path();
+                    self.skipped.push(SkippedProperty::new(path, key_id, error));
+                    return Ok(None);
+                }
+                return Err(Error::KeyUnavailable {
+                    path: self.path(),
+                    key_id: key_id.clone(),
+                    source: error.clone(),
+                });
+            }
+        };
+        let (alphabet, is_id) = if exact {
+            (sel.alphabet, sel.is_id)
+        } else {
+            (Alphabet::Standard, false)
+        };
+        if is_id && self.op == Op::Encrypt && !v.is_string() {
+            return Err(Error::UnsupportedValue {
+                path: self.path(),
+                reason: "the encrypted id must be a string".into(),
+            });
+        }
+        self.leaves(sel, key, alphabet, v).map(Some)
+    }
+
+    fn leaves(
+        &mut self,
+        sel: &Selected,
+        key: &CbcHmacKey,
+        alphabet: Alphabet,
+        v: &'a Value,
+    ) -> Result<Value> {
+        match v {
+            Value::Null => Ok(Value::Null),
+            Value::Object(m) => {
+                self.check_depth()?;
+                let mut out = Map::new();
+                for (k, x) in m {
+                    self.stack.push(Seg::Key(k));
+                    let r = self.leaves(sel, key, alphabet, x);
+                    self.stack.pop();
+                    match r {
+                        Ok(v) => {
+                            out.insert(k.clone(), v);
+                        }
+                        Err(e) => {
+                            wipe(&mut Value::Object(out));
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+            Value::Array(a) => {
+                self.check_depth()?;
+                let mut out = Vec::with_capacity(a.len());
+                for (i, x) in a.iter().enumerate() {
+                    self.stack.push(Seg::Index(i));
+                    let r = self.leaves(sel, key, alphabet, x);
+                    self.stack.pop();
+                    match r {
+                        Ok(v) => out.push(v),
+                        Err(e) => {
+                            wipe(&mut Value::Array(out));
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(Value::Array(out))
+            }
+            leaf => self
+                .leaf(sel, key, alphabet, leaf)
+                .map_err(|e| e.at_path(&self.path())),
+        }
+    }
+
+    fn leaf(
+        &mut self,
+        sel: &Selected,
+        key: &CbcHmacKey,
+        alphabet: Alphabet,
+        v: &Value,
+    ) -> Result<Value> {
+        match self.op {
+            Op::Encrypt => {
+                let pt = match (v, self.numbers) {
+                    (Value::Number(n), Numbers::Long) => {
+                        Plaintext::long(n.as_i64().ok_or_else(|| Error::UnsupportedValue {
+                            path: String::new(),
+                            reason: "the number is not an int64, so it cannot be a Long".into(),
+                        })?)
+                    }
+                    (Value::Number(n), Numbers::Double) => Plaintext::double(exact_f64(n)?)?,
+                    _ => Plaintext::from_json(v)?,
+                };
+                let mut s = String::with_capacity(
+                    (1 + CbcHmacKey::ciphertext_len(pt.as_bytes().len())).div_ceil(3) * 4,
+                );
+                encrypt_to_stored_into(
+                    key,
+                    sel.mode,
+                    &pt,
+                    alphabet,
+                    &mut self.bufs.scratch,
+                    &mut s,
+                )?;
+                Ok(Value::String(s))
+            }
+            Op::Decrypt { .. } => {
+                let Value::String(stored) = v else {
+                    return Err(Error::MalformedCiphertext {
+                        path: String::new(),
+                        key_id: key.key_id().to_owned(),
+                        reason: "an encrypted value must be a JSON string",
+                    });
+                };
+                let Buffers { scratch, plain, .. } = &mut self.bufs;
+                let marker = decrypt_stored_into(key, stored, alphabet, scratch, plain)?;
+                plaintext_to_json(marker, plain).map_err(|reason| Error::MalformedCiphertext {
+                    path: String::new(),
+                    key_id: key.key_id().to_owned(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    fn check_depth(&self) -> Result<()> {
+        if self.stack.len() + 1 > MAX_DEPTH {
+            return Err(Error::InvalidDocument {
+                path: self.path(),
+                reason: format!("nested more than {MAX_DEPTH} levels deep"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The JSON Pointer of the value being visited.
+    fn path(&self) -> String {
+        let mut p = String::new();
+        for seg in &self.stack {
+            match seg {
+                Seg::Key(k) => push_token(&mut p, k),
+                Seg::Index(i) => push_token(&mut p, &i.to_string()),
+            }
+        }
+        p
+    }
+}
+
+/// Zeroizes every string in `v` (values built by a walk that failed may hold decrypted
+/// plaintext) before it is freed.
+pub(crate) fn wipe(v: &mut Value) {
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe),
+        Value::Object(m) => m.values_mut().for_each(wipe),
+        _ => {}
+    }
+}
+
+fn wipe_changes(changes: Vec<(usize, Value)>, e: Error) -> Error {
+    for (_, mut v) in changes {
+        wipe(&mut v);
+    }
+    e
+}
+
+/// A number as a double, refusing one that has no exact double.
+fn exact_f64(n: &serde_json::Number) -> Result<f64> {
+    let inexact = || Error::UnsupportedValue {
+        path: String::new(),
+        reason: "the number has no exact double, so it cannot be a Double".into(),
+    };
+    if let Some(i) = n.as_i64() {
+        #[allow(clippy::cast_precision_loss)] // checked for exactness just below
+        let x = i as f64;
+        // i64::MAX as f64 is 2^63, which saturates back to i64::MAX: compare in i128.
+        #[allow(clippy::cast_possible_truncation)]
+        let back = x as i128;
+        return if back == i128::from(i) {
+            Ok(x)
+        } else {
+            Err(inexact())
+        };
+    }
+    if let Some(u) = n.as_u64() {
+        #[allow(clippy::cast_precision_loss)] // checked for exactness just below
+        let x = u as f64;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let back = x as u128;
+        return if back == u128::from(u) {
+            Ok(x)
+        } else {
+            Err(inexact())
+        };
+    }
+    n.as_f64().ok_or_else(inexact)
+}
+
+/// Replaces the values at the given positions (in iteration order) of `m`.
+pub(crate) fn apply(m: &mut Map<String, Value>, changes: Vec<(usize, Value)>) {
+    let mut changes = changes.into_iter().peekable();
+    for (pos, (_, v)) in m.iter_mut().enumerate() {
+        match changes.peek() {
+            Some((p, _)) if *p == pos => {
+                if let Some((_, nv)) = changes.next() {
+                    *v = nv;
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exact_doubles() {
+        let n = |v: Value| match v {
+            Value::Number(n) => n,
+            _ => unreachable!(),
+        };
+        assert_eq!(exact_f64(&n(json!(3))).unwrap(), 3.0);
+        assert_eq!(
+            exact_f64(&n(json!(1i64 << 53))).unwrap(),
+            9007199254740992.0
+        );
+        assert!(exact_f64(&n(json!((1i64 << 53) + 1))).is_err());
+        assert!(exact_f64(&n(json!(i64::MAX))).is_err());
+        assert_eq!(exact_f64(&n(json!(i64::MIN))).unwrap(), -(2f64.powi(63)));
+        assert!(exact_f64(&n(json!(u64::MAX))).is_err());
+        assert_eq!(exact_f64(&n(json!(2.5))).unwrap(), 2.5);
+    }
+
+    #[test]
+    fn wipe_clears_every_string() {
+        let mut v = json!({"a": ["secret", {"b": "plain"}], "n": 5, "c": "x"});
+        wipe(&mut v);
+        assert_eq!(v, json!({"a": ["", {"b": ""}], "n": 5, "c": ""}));
+    }
+
+    #[test]
+    fn apply_replaces_in_order() {
+        let mut m = json!({"a": 1, "b": 2, "c": 3, "d": 4})
+            .as_object()
+            .unwrap()
+            .clone();
+        apply(&mut m, vec![(1, json!("B")), (3, json!("D"))]);
+        assert_eq!(
+            Value::Object(m),
+            json!({"a": 1, "b": "B", "c": 3, "d": "D"})
+        );
+    }
+}

@@ -1,0 +1,709 @@
+//! A policy with its keys resolved: the hot path.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::cipher::EncryptionType;
+use crate::document::patch::{NumberType, PatchOperation, Target};
+use crate::document::tree::{self, Numbers};
+use crate::document::{DecryptReport, Engine, KeySlot, Op, text};
+use crate::error::{Error, Result};
+use crate::keys::ResolvedKey;
+use crate::path::{self, Segment};
+use crate::policy::ClientEncryptionPolicy;
+
+/// Options for [`PreparedPolicy::new`].
+///
+/// ```
+/// use always_encrypted::PrepareOptions;
+/// let options = PrepareOptions::new()
+///     .partition_key_path("/tenantId")
+///     .allow_unavailable_keys(true);
+/// assert_eq!(options.partition_key_paths(), ["/tenantId"]);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    partition_key_paths: Vec<String>,
+    allow_unavailable_keys: bool,
+}
+
+impl PrepareOptions {
+    /// The defaults: no partition-key paths, every key must be available.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a partition-key path of the container (call once per path of a hierarchical
+    /// partition key, in order). An encrypted path that is or holds one must be
+    /// Deterministic and needs policy format version 2.
+    #[must_use]
+    pub fn partition_key_path(mut self, path: impl Into<String>) -> Self {
+        self.partition_key_paths.push(path.into());
+        self
+    }
+
+    /// For readers with partial rights: when a key lookup fails because the key is
+    /// unavailable to the caller ([`Error::is_key_unavailable`]: access denied, key
+    /// missing or disabled), record the key as unavailable instead of failing. Then
+    /// encryption and strict decryption of a property under that key fail with
+    /// [`Error::KeyUnavailable`], and lenient decryption leaves it as it is and reports it.
+    /// Other lookup errors (a transient fault, a bad key) still fail. Off by default.
+    #[must_use]
+    pub fn allow_unavailable_keys(mut self, allow: bool) -> Self {
+        self.allow_unavailable_keys = allow;
+        self
+    }
+
+    /// The partition-key paths.
+    pub fn partition_key_paths(&self) -> &[String] {
+        &self.partition_key_paths
+    }
+}
+
+/// A validated policy with every key it needs resolved: encrypts and decrypts documents
+/// with no awaits, no locks and no I/O. Cheap to clone and share between threads.
+///
+/// The selected properties are encrypted leaf by leaf: an object or array keeps its shape
+/// and keys, every string, number and boolean in it becomes a stored string
+/// (`base64(type marker || ciphertext)`), `null` stays `null`, `{}` and `[]` stay as they
+/// are. Absent properties (or, for nested paths, a shape that does not match) are skipped.
+/// Properties outside the policy are never touched. `/id` must be a string and is stored in
+/// the URL-safe base64 alphabet.
+///
+/// # Example
+///
+/// ```
+/// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+///
+/// let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+///   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+///    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+/// let dek = DataEncryptionKey::generate()?;
+/// let mut dek = Some(dek);
+/// let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+///     // Normally: the key store and the DEK cache.
+///     Ok(ResolvedKey::new(id, dek.take().expect("one key")))
+/// })?;
+///
+/// let doc = r#"{"id": "1", "ssn": "123-45-6789", "name": "Ada"}"#;
+/// let encrypted = prepared.encrypt_str(doc)?;
+/// assert!(encrypted.starts_with(r#"{"id": "1", "ssn": ""#));
+/// assert!(encrypted.ends_with(r#"", "name": "Ada"}"#));
+/// assert_eq!(prepared.decrypt_str(&encrypted)?, doc);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct PreparedPolicy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: ClientEncryptionPolicy,
+    options: PrepareOptions,
+    engine: Engine,
+}
+
+impl PreparedPolicy {
+    /// Prepares `policy`: checks it against the partition-key paths of `options`, then
+    /// calls `lookup` once per distinct client encryption key id to get the unwrapped key
+    /// (usually from the DEK cache, resolved asynchronously beforehand).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPolicy`] when a partition-key path breaks a rule; the lookup's error
+    /// for a key that cannot be resolved (unless `allow_unavailable_keys` is set and the
+    /// key is unavailable to the caller); [`Error::InvalidKey`] when the lookup returns a
+    /// key with another id.
+    pub fn new<F>(
+        policy: &ClientEncryptionPolicy,
+        options: PrepareOptions,
+        mut lookup: F,
+    ) -> Result<Self>
+    where
+        F: FnMut(&str) -> Result<ResolvedKey>,
+    {
+        policy.validate_partition_key_paths(&options.partition_key_paths)?;
+        let mut slots: HashMap<&str, KeySlot> = HashMap::new();
+        for id in policy.key_ids() {
+            let slot = match lookup(id) {
+                Ok(key) if key.key_id() == id => KeySlot::Ready(key.cbc_hmac().clone()),
+                Ok(key) => {
+                    return Err(Error::InvalidKey {
+                        key_id: id.to_owned(),
+                        reason: format!(
+                            "the key lookup for '{id}' returned the key '{}'",
+                            key.key_id()
+                        ),
+                    });
+                }
+                Err(e) if options.allow_unavailable_keys && e.is_key_unavailable() => {
+                    KeySlot::Unavailable {
+                        key_id: id.to_owned(),
+                        error: Arc::new(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            slots.insert(id, slot);
+        }
+        let engine = Engine::new(policy, |id| match slots.get(id) {
+            Some(slot) => slot.clone(),
+            // Unreachable: every key id of the policy was looked up above.
+            None => KeySlot::Unavailable {
+                key_id: id.to_owned(),
+                error: Arc::new(Error::KeyNotFound {
+                    key_id: id.to_owned(),
+                }),
+            },
+        });
+        Ok(PreparedPolicy {
+            inner: Arc::new(Inner {
+                policy: policy.clone(),
+                options,
+                engine,
+            }),
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &ClientEncryptionPolicy {
+        &self.inner.policy
+    }
+
+    /// The partition-key paths it was prepared with.
+    pub fn partition_key_paths(&self) -> &[String] {
+        &self.inner.options.partition_key_paths
+    }
+
+    /// The ids of the keys recorded as unavailable (see
+    /// [`PrepareOptions::allow_unavailable_keys`]).
+    pub fn unavailable_keys(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = Vec::new();
+        for s in self.inner.engine.selected_paths() {
+            if let KeySlot::Unavailable { key_id, .. } = &s.key
+                && !ids.contains(&key_id.as_str())
+            {
+                ids.push(key_id);
+            }
+        }
+        ids
+    }
+
+    /// True when the value at the JSON Pointer `path` (e.g. `/ssn`, `/o/x`,
+    /// `/cards/0/number`) is stored encrypted: it is an included path or under one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedOperation`] for a malformed or ambiguous pointer.
+    pub fn is_encrypted(&self, path: &str) -> Result<bool> {
+        Ok(matches!(self.target(path)?.1, Target::Selected { .. }))
+    }
+
+    // ---- serde_json::Value ----
+
+    /// Encrypts the selected properties of `doc` in place.
+    ///
+    /// Numbers are typed as `serde_json` parsed them: an int64 is a Long, anything else a
+    /// Double (`1.0` stays a Double). Transactional: on error `doc` is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDocument`] when `doc` is not an object or nests too deeply;
+    /// [`Error::UnsupportedValue`] for a value that cannot be stored (an integer with no
+    /// exact int64 or double, a non-string `/id`); [`Error::KeyUnavailable`] for a present
+    /// property whose key is unavailable; [`Error::Random`]. Errors name the path.
+    pub fn encrypt_document(&self, doc: &mut Value) -> Result<()> {
+        self.document(doc, Op::Encrypt).map(drop)
+    }
+
+    /// Decrypts the selected properties of `doc` in place (strict: every property must
+    /// decrypt). Transactional: on error `doc` is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecryptionFailed`] (tampered, wrong key) or [`Error::MalformedCiphertext`]
+    /// naming the path and key id; [`Error::KeyUnavailable`] for a present property whose
+    /// key is unavailable; [`Error::InvalidDocument`] when `doc` is not an object.
+    pub fn decrypt_document(&self, doc: &mut Value) -> Result<()> {
+        self.document(doc, Op::Decrypt { lenient: false }).map(drop)
+    }
+
+    /// Decrypts in place every selected property whose key is available, leaves the others
+    /// as they are and reports them. This is property-level access control: a reader
+    /// without rights to one key still reads the rest. Transactional.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_document`](Self::decrypt_document), except for unavailable keys:
+    /// tampered or malformed data is an error in both modes.
+    pub fn decrypt_document_lenient(&self, doc: &mut Value) -> Result<DecryptReport> {
+        self.document(doc, Op::Decrypt { lenient: true })
+    }
+
+    fn document(&self, doc: &mut Value, op: Op) -> Result<DecryptReport> {
+        let Value::Object(map) = doc else {
+            return Err(Error::InvalidDocument {
+                path: String::new(),
+                reason: "a document must be a JSON object".into(),
+            });
+        };
+        let mut walk = tree::Walk::new(&self.inner.engine, op);
+        let changes = walk.document(map)?;
+        let skipped = std::mem::take(&mut walk.skipped);
+        drop(walk);
+        tree::apply(map, changes);
+        Ok(DecryptReport { skipped })
+    }
+
+    // ---- JSON text ----
+
+    /// Encrypts the selected properties of the JSON object `json`.
+    ///
+    /// Everything not selected (other properties, keys, whitespace, order) comes out byte
+    /// for byte. Numbers are typed from their literal text, as the .NET and Java SDKs do:
+    /// an integer literal that fits int64 is a Long, anything else a Double; an integer
+    /// that fits neither exactly is refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDocument`] for invalid JSON or a non-object; otherwise as
+    /// [`encrypt_document`](Self::encrypt_document). Never partial output.
+    pub fn encrypt_str(&self, json: &str) -> Result<String> {
+        let mut skipped = Vec::new();
+        let out = text::transform(&self.inner.engine, Op::Encrypt, json, &mut skipped)?;
+        into_string(out)
+    }
+
+    /// [`encrypt_str`](Self::encrypt_str) on UTF-8 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDocument`] when `json` is not UTF-8; as
+    /// [`encrypt_str`](Self::encrypt_str).
+    pub fn encrypt_slice(&self, json: &[u8]) -> Result<Vec<u8>> {
+        let mut skipped = Vec::new();
+        text::transform(&self.inner.engine, Op::Encrypt, utf8(json)?, &mut skipped)
+    }
+
+    /// Decrypts the selected properties of the JSON object `json` (strict). Everything
+    /// not selected comes out byte for byte.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDocument`] for invalid JSON or a non-object; otherwise as
+    /// [`decrypt_document`](Self::decrypt_document). Never partial output.
+    pub fn decrypt_str(&self, json: &str) -> Result<String> {
+        let mut skipped = Vec::new();
+        let out = text::transform(
+            &self.inner.engine,
+            Op::Decrypt { lenient: false },
+            json,
+            &mut skipped,
+        )?;
+        into_string(out)
+    }
+
+    /// [`decrypt_str`](Self::decrypt_str) on UTF-8 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDocument`] when `json` is not UTF-8; as
+    /// [`decrypt_str`](Self::decrypt_str).
+    pub fn decrypt_slice(&self, json: &[u8]) -> Result<Vec<u8>> {
+        let mut skipped = Vec::new();
+        text::transform(
+            &self.inner.engine,
+            Op::Decrypt { lenient: false },
+            utf8(json)?,
+            &mut skipped,
+        )
+    }
+
+    /// Lenient [`decrypt_str`](Self::decrypt_str): properties whose key is unavailable are
+    /// left as they are and reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_document_lenient`](Self::decrypt_document_lenient).
+    pub fn decrypt_str_lenient(&self, json: &str) -> Result<(String, DecryptReport)> {
+        let mut skipped = Vec::new();
+        let out = text::transform(
+            &self.inner.engine,
+            Op::Decrypt { lenient: true },
+            json,
+            &mut skipped,
+        )?;
+        Ok((into_string(out)?, DecryptReport { skipped }))
+    }
+
+    /// Lenient [`decrypt_slice`](Self::decrypt_slice).
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_str_lenient`](Self::decrypt_str_lenient).
+    pub fn decrypt_slice_lenient(&self, json: &[u8]) -> Result<(Vec<u8>, DecryptReport)> {
+        let mut skipped = Vec::new();
+        let out = text::transform(
+            &self.inner.engine,
+            Op::Decrypt { lenient: true },
+            utf8(json)?,
+            &mut skipped,
+        )?;
+        Ok((out, DecryptReport { skipped }))
+    }
+
+    // ---- typed ----
+
+    /// Serializes `item` and encrypts it (numbers typed as in
+    /// [`encrypt_document`](Self::encrypt_document)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDocument`] when `item` does not serialize to a JSON object; as
+    /// [`encrypt_document`](Self::encrypt_document).
+    pub fn encrypt_item<T: Serialize + ?Sized>(&self, item: &T) -> Result<Value> {
+        let mut doc = serde_json::to_value(item).map_err(|e| Error::InvalidDocument {
+            path: String::new(),
+            reason: format!("cannot serialize the item: {e}"),
+        })?;
+        self.encrypt_document(&mut doc)?;
+        Ok(doc)
+    }
+
+    /// Decrypts `doc` (strict) and deserializes it into a `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_document`](Self::decrypt_document); [`Error::InvalidDocument`] when
+    /// the decrypted document does not fit `T` (the message never quotes a value).
+    pub fn decrypt_item<T: DeserializeOwned>(&self, mut doc: Value) -> Result<T> {
+        self.decrypt_document(&mut doc)?;
+        serde_json::from_value(doc).map_err(typed_error)
+    }
+
+    /// Decrypts the JSON text `json` (strict) and deserializes it into a `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_str`](Self::decrypt_str) and [`decrypt_item`](Self::decrypt_item).
+    pub fn decrypt_item_str<T: DeserializeOwned>(&self, json: &str) -> Result<T> {
+        let plain = self.decrypt_str(json)?;
+        serde_json::from_str(&plain).map_err(typed_error)
+    }
+
+    // ---- ids, partition keys, query parameters, patch ----
+
+    /// The id to use for a point operation (read, replace, delete) on a document whose id
+    /// is `id`: encrypted (Deterministic, URL-safe base64) when the policy encrypts `/id`,
+    /// unchanged otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyUnavailable`] when `/id`'s key is unavailable; [`Error::Random`].
+    pub fn encrypt_id(&self, id: &str) -> Result<String> {
+        let v = Value::String(id.to_owned());
+        match self.encrypt_at("/id", &[Cow::Borrowed("id")], &v, Numbers::AsParsed)? {
+            Value::String(s) => Ok(s),
+            _ => Err(Error::UnsupportedValue {
+                path: "/id".into(),
+                reason: "internal error: the encrypted id is not a string".into(),
+            }),
+        }
+    }
+
+    /// The partition-key value to send for a partition-key path (e.g. `/pk`): encrypted
+    /// exactly as the stored property when the policy encrypts that path (or a path
+    /// holding it), unchanged otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPolicy`] for a malformed path; [`Error::UnsupportedOperation`] when
+    /// the path is encrypted Randomized (only possible when it was not declared in
+    /// [`PrepareOptions`]); as [`encrypt_document`](Self::encrypt_document).
+    pub fn encrypt_partition_key(&self, path: &str, value: &Value) -> Result<Value> {
+        let segments = path::parse_policy_path(path).map_err(|r| Error::InvalidPolicy {
+            path: path.to_owned(),
+            reason: format!("invalid partition-key path: {r}"),
+        })?;
+        let mut tokens = Vec::with_capacity(segments.len());
+        for s in &segments {
+            match s {
+                Segment::Property(p) => tokens.push(Cow::Borrowed(&**p)),
+                Segment::Elements => {
+                    return Err(Error::InvalidPolicy {
+                        path: path.to_owned(),
+                        reason: "a partition-key path cannot contain '[]'".into(),
+                    });
+                }
+            }
+        }
+        let target = self.inner.engine.resolve(path, &tokens)?;
+        if let Target::Selected { sel, .. } = target
+            && self.inner.engine.sel(sel).mode != EncryptionType::Deterministic
+        {
+            return Err(Error::UnsupportedOperation {
+                path: path.to_owned(),
+                reason: "a partition key on a Randomized path cannot be matched".into(),
+            });
+        }
+        self.encrypt_resolved(&tokens, target, value, Numbers::AsParsed)
+    }
+
+    /// [`encrypt_partition_key`](Self::encrypt_partition_key) for every partition-key path
+    /// of the options, in order (one value per path; several for a hierarchical key).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedOperation`] when the number of values differs from the number
+    /// of partition-key paths; as [`encrypt_partition_key`](Self::encrypt_partition_key).
+    pub fn encrypt_partition_key_values(&self, values: &[Value]) -> Result<Vec<Value>> {
+        let paths = self.partition_key_paths();
+        if paths.len() != values.len() {
+            return Err(Error::UnsupportedOperation {
+                path: String::new(),
+                reason: format!(
+                    "{} partition-key values for {} partition-key paths",
+                    values.len(),
+                    paths.len()
+                ),
+            });
+        }
+        paths
+            .iter()
+            .zip(values)
+            .map(|(p, v)| self.encrypt_partition_key(p, v))
+            .collect()
+    }
+
+    /// Encrypts a query parameter compared for equality with the property at `path`
+    /// (a JSON Pointer: `/ssn`, or `/o/x` under an encrypted `/o`), exactly as that
+    /// property's stored leaves are. `number_type` picks Long or Double for numbers (an
+    /// equality match needs the stored type); `None` types them as parsed (int64: Long,
+    /// else Double). `null` stays `null`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedOperation`] when the path is not encrypted, holds encrypted
+    /// properties rather than being one, or is Randomized (equality cannot work);
+    /// [`Error::UnsupportedValue`] for a number that does not fit `number_type`;
+    /// [`Error::KeyUnavailable`].
+    pub fn encrypt_query_parameter(
+        &self,
+        path: &str,
+        value: &Value,
+        number_type: Option<NumberType>,
+    ) -> Result<Value> {
+        let (tokens, target) = self.target(path)?;
+        let sel = match target {
+            Target::Selected { sel, .. } => self.inner.engine.sel(sel),
+            Target::Plain => {
+                return Err(Error::UnsupportedOperation {
+                    path: path.to_owned(),
+                    reason: "the policy does not encrypt this path: pass the value as it is".into(),
+                });
+            }
+            Target::Interior(_) => {
+                return Err(Error::UnsupportedOperation {
+                    path: path.to_owned(),
+                    reason: "the path holds encrypted properties: compare them one by one".into(),
+                });
+            }
+        };
+        if sel.mode != EncryptionType::Deterministic {
+            return Err(Error::UnsupportedOperation {
+                path: path.to_owned(),
+                reason: format!(
+                    "{} is Randomized: equal values have different ciphertexts, so it \
+                     cannot be queried for equality",
+                    sel.path
+                ),
+            });
+        }
+        let numbers = match number_type {
+            None => Numbers::AsParsed,
+            Some(NumberType::Long) => Numbers::Long,
+            Some(NumberType::Double) => Numbers::Double,
+        };
+        self.encrypt_resolved(&tokens, target, value, numbers)
+    }
+
+    /// Encrypts the values of patch operations on encrypted paths, leaf by leaf, exactly as
+    /// the stored properties (a sub-path such as `/o/x` uses `/o`'s key and type).
+    /// `remove` and operations on other paths pass through unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedOperation`] for `incr` on (or above) an encrypted property, a
+    /// `move` into, out of or between encrypted properties, or a malformed path; as
+    /// [`encrypt_document`](Self::encrypt_document) for the values.
+    pub fn encrypt_patch(&self, ops: &[PatchOperation]) -> Result<Vec<PatchOperation>> {
+        ops.iter().map(|op| self.encrypt_patch_op(op)).collect()
+    }
+
+    fn encrypt_patch_op(&self, op: &PatchOperation) -> Result<PatchOperation> {
+        let enc = |path: &str, value: &Value| -> Result<Value> {
+            let (tokens, target) = self.target(path)?;
+            self.encrypt_resolved(&tokens, target, value, Numbers::AsParsed)
+        };
+        Ok(match op {
+            PatchOperation::Add { path, value } => PatchOperation::Add {
+                path: path.clone(),
+                value: enc(path, value)?,
+            },
+            PatchOperation::Set { path, value } => PatchOperation::Set {
+                path: path.clone(),
+                value: enc(path, value)?,
+            },
+            PatchOperation::Replace { path, value } => PatchOperation::Replace {
+                path: path.clone(),
+                value: enc(path, value)?,
+            },
+            PatchOperation::Remove { .. } => op.clone(),
+            PatchOperation::Incr { path, .. } => {
+                if self.target(path)?.1 != Target::Plain {
+                    return Err(Error::UnsupportedOperation {
+                        path: path.clone(),
+                        reason: "incr cannot change an encrypted property (its stored value \
+                                 is ciphertext); read, change and set it instead"
+                            .into(),
+                    });
+                }
+                op.clone()
+            }
+            PatchOperation::Move { from, path } => {
+                let a = self.target(from)?.1;
+                let b = self.target(path)?.1;
+                let same_path = matches!(
+                    (a, b),
+                    (Target::Selected { sel: x, .. }, Target::Selected { sel: y, .. })
+                        if x == y && !self.inner.engine.sel(x).is_id
+                );
+                if !(a == Target::Plain && b == Target::Plain || same_path) {
+                    return Err(Error::UnsupportedOperation {
+                        path: path.clone(),
+                        reason: format!(
+                            "move from {from} would carry a value into, out of or between \
+                             encrypted properties"
+                        ),
+                    });
+                }
+                op.clone()
+            }
+        })
+    }
+
+    /// Parses a JSON Pointer and resolves it in the selection tree.
+    fn target<'p>(&self, path: &'p str) -> Result<(Vec<Cow<'p, str>>, Target)> {
+        let tokens = path::parse_pointer(path).map_err(|r| Error::UnsupportedOperation {
+            path: path.to_owned(),
+            reason: format!("invalid JSON Pointer: {r}"),
+        })?;
+        let target = self.inner.engine.resolve(path, &tokens)?;
+        Ok((tokens, target))
+    }
+
+    fn encrypt_at(
+        &self,
+        path: &str,
+        tokens: &[Cow<'_, str>],
+        value: &Value,
+        numbers: Numbers,
+    ) -> Result<Value> {
+        let target = self.inner.engine.resolve(path, tokens)?;
+        self.encrypt_resolved(tokens, target, value, numbers)
+    }
+
+    /// Encrypts `value`, headed for the path of `tokens` (which resolved to `target`).
+    fn encrypt_resolved(
+        &self,
+        tokens: &[Cow<'_, str>],
+        target: Target,
+        value: &Value,
+        numbers: Numbers,
+    ) -> Result<Value> {
+        let prefix: Vec<&str> = tokens.iter().map(|t| &**t).collect();
+        let engine = &self.inner.engine;
+        let walk = || {
+            tree::Walk::new(engine, Op::Encrypt)
+                .with_numbers(numbers)
+                .at(&prefix)
+        };
+        let out = match target {
+            Target::Plain => None,
+            Target::Selected { sel, exact } => walk().selected(engine.sel(sel), value, exact)?,
+            Target::Interior(node) => walk().node(node, value)?,
+        };
+        Ok(out.unwrap_or_else(|| value.clone()))
+    }
+}
+
+fn utf8(json: &[u8]) -> Result<&str> {
+    std::str::from_utf8(json).map_err(|e| Error::InvalidDocument {
+        path: String::new(),
+        reason: format!("not valid UTF-8 (at byte {})", e.valid_up_to()),
+    })
+}
+
+fn into_string(out: Vec<u8>) -> Result<String> {
+    String::from_utf8(out).map_err(|_| Error::InvalidDocument {
+        path: String::new(),
+        reason: "internal error: the output is not UTF-8".into(),
+    })
+}
+
+/// A deserialization error whose message cannot quote a value from the document.
+fn typed_error(e: serde_json::Error) -> Error {
+    let msg = e.to_string();
+    let safe = ["missing field", "unknown field", "duplicate field"]
+        .iter()
+        .any(|p| msg.starts_with(p));
+    Error::InvalidDocument {
+        path: String::new(),
+        reason: if safe {
+            format!("the decrypted document does not fit the type: {msg}")
+        } else {
+            "the decrypted document does not fit the type (a value has the wrong type or \
+             range)"
+                .into()
+        },
+    }
+}
+
+impl fmt::Debug for PreparedPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Paths<'a>(&'a Engine);
+        impl fmt::Debug for Paths<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(self.0.selected_paths().iter().map(|s| {
+                        format!(
+                            "{} {} key '{}'{}",
+                            s.path,
+                            s.mode,
+                            s.key.key_id(),
+                            match s.key {
+                                KeySlot::Ready(_) => "",
+                                KeySlot::Unavailable { .. } => " (unavailable)",
+                            }
+                        )
+                    }))
+                    .finish()
+            }
+        }
+        f.debug_struct("PreparedPolicy")
+            .field("paths", &Paths(&self.inner.engine))
+            .field(
+                "partition_key_paths",
+                &self.inner.options.partition_key_paths,
+            )
+            .field("mode", &self.inner.policy.mode())
+            .finish()
+    }
+}
