@@ -707,3 +707,91 @@ impl fmt::Debug for PreparedPolicy {
             .finish()
     }
 }
+
+impl crate::keys::KeyResolver {
+    /// Resolves every key `policy` needs (from the DEK cache, or unwrapped by the
+    /// key-encryption-key provider) and prepares the policy for the hot path.
+    ///
+    /// Keys are resolved concurrently, once per distinct key id. A prepared policy keeps
+    /// its keys for as long as it lives: prepare again (cheap while the keys are cached)
+    /// to pick up rewraps and honour revocation within the cache's time to live.
+    ///
+    /// # Errors
+    ///
+    /// As [`PreparedPolicy::new`]; key resolution errors ([`Error::KeyNotFound`],
+    /// [`Error::KeyProvider`], key store errors) unless `allow_unavailable_keys` is set and
+    /// the key is unavailable to the caller.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// use always_encrypted::{ClientEncryptionPolicy, PrepareOptions};
+    /// # let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"),
+    /// #     "/../shared/testvectors/cosmos-js-4.10.1/kek.pem")).unwrap();
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let url = "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef";
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem.as_str())])?))
+    ///     .build();
+    /// let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// resolver.create_key("cek1", Algorithm::AeadAes256CbcHmacSha256, kek).await?;
+    ///
+    /// let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [{"path": "/ssn",
+    ///     "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    ///     "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// let prepared = resolver.prepare(&policy, PrepareOptions::new()).await?;
+    /// let stored = prepared.encrypt_str(r#"{"id":"1","ssn":"123-45-6789"}"#)?;
+    /// assert_eq!(prepared.decrypt_str(&stored)?, r#"{"id":"1","ssn":"123-45-6789"}"#);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// # }).unwrap();
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
+    pub async fn prepare(
+        &self,
+        policy: &ClientEncryptionPolicy,
+        options: PrepareOptions,
+    ) -> Result<PreparedPolicy> {
+        let ids = policy.key_ids();
+        let resolved = futures_join_all(ids.iter().map(|id| self.resolve(id))).await;
+        let mut by_id: HashMap<&str, Result<ResolvedKey>> =
+            ids.iter().copied().zip(resolved).collect();
+        PreparedPolicy::new(policy, options, |id| {
+            by_id.remove(id).unwrap_or_else(|| {
+                Err(Error::KeyNotFound {
+                    key_id: id.to_owned(),
+                })
+            })
+        })
+    }
+}
+
+/// Awaits every future, concurrently, keeping their order (a tiny `join_all` so as not to
+/// depend on the `futures` crate for one function).
+async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<_> = futures.map(Box::pin).collect();
+    // Sequential awaits would serialize Key Vault round trips; poll all of them together.
+    let mut pending: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, f) in set.iter_mut().enumerate() {
+            if pending[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => pending[i] = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    pending.into_iter().flatten().collect()
+}

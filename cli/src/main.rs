@@ -1,5 +1,304 @@
-//! `ae`, the always-encrypted command-line tool (placeholder until its own issue).
-#![allow(clippy::print_stdout)]
-fn main() {
-    println!("ae: the command-line tool is not built yet.");
+//! `ae`, the always-encrypted command-line tool: make and rewrap keys, encrypt and decrypt
+//! NDJSON documents in bulk, encrypt query parameters, and a no-cloud demo.
+//!
+//! Exit codes: 0 success; 1 a data error (a document that cannot be encrypted or
+//! decrypted: bad JSON, wrong type, tampered ciphertext); 2 usage (bad flags, an
+//! unreadable or invalid policy or input file); 3 key access (store missing or corrupt,
+//! key not found, key-encryption key access denied or failed); 4 writing the output
+//! failed.
+
+// A command-line tool prints: its results on stdout, progress and errors on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod commands;
+mod demo;
+mod error;
+mod output;
+mod pipeline;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::CliError;
+use crate::progress::ProgressMode;
+
+/// always-encrypted: client-side, property-level encryption of JSON documents,
+/// byte-compatible with Azure Cosmos DB Always Encrypted.
+#[derive(Debug, Parser)]
+#[command(name = "ae", version, about, long_about = None, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Use the RSA private key in the PEM file for the Key Vault key at URL, wrapping and
+    /// unwrapping locally exactly as Key Vault's RSA-OAEP would (no cloud). Repeatable.
+    #[arg(long = "local-kek", value_name = "URL=PEM", global = true, value_parser = parse_local_kek)]
+    pub(crate) local_kek: Vec<(String, PathBuf)>,
+    /// Worker threads for encrypt and decrypt (default: all cores).
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
+    /// Always show a progress bar on stderr.
+    #[arg(long, global = true, conflicts_with = "no_progress")]
+    pub(crate) progress: bool,
+    /// Never show a progress bar (the final summary line is still printed on stderr).
+    #[arg(long = "no-progress", global = true)]
+    pub(crate) no_progress: bool,
+}
+
+impl GlobalArgs {
+    pub(crate) fn progress_mode(&self) -> ProgressMode {
+        if self.progress {
+            ProgressMode::Always
+        } else if self.no_progress {
+            ProgressMode::Never
+        } else {
+            ProgressMode::Auto
+        }
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        match self.threads {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+fn parse_local_kek(s: &str) -> Result<(String, PathBuf), String> {
+    // Key Vault key URLs have no query string, so the first '=' ends the URL and the PEM
+    // path may itself contain '='.
+    match s.split_once('=') {
+        Some((url, pem)) if !url.is_empty() && !pem.is_empty() => {
+            Ok((url.to_owned(), PathBuf::from(pem)))
+        }
+        _ => Err("expected URL=PEM, e.g. https://myvault.vault.azure.net/keys/kek1=kek.pem".into()),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, rewrap, list, export and import client encryption keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Encrypt NDJSON documents (one per line) as the policy says.
+    Encrypt(CryptArgs),
+    /// Decrypt NDJSON documents (one per line) as the policy says.
+    Decrypt(DecryptArgs),
+    /// Encrypt a query parameter for an equality comparison on a Deterministic path.
+    Param(ParamArgs),
+    /// Show the library on sample documents, with a local key and no cloud.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a data-encryption key, wrapped by the key-encryption key at --kek-url.
+    Create {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The client encryption key id, e.g. cek1.
+        #[arg(long)]
+        id: String,
+        /// The Key Vault key URL: https://<vault>.vault.azure.net/keys/<name>[/<version>].
+        #[arg(long = "kek-url", value_name = "URL")]
+        kek_url: String,
+        /// How the data-encryption key is wrapped (the Microsoft SDKs read only RSA-OAEP).
+        #[arg(long = "wrap-algorithm", value_enum, default_value_t = WrapAlgorithm::RsaOaep)]
+        wrap_algorithm: WrapAlgorithm,
+    },
+    /// Rewrap a key under another key-encryption key; documents are untouched.
+    Rewrap {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The client encryption key id.
+        #[arg(long)]
+        id: String,
+        /// The new Key Vault key URL.
+        #[arg(long = "kek-url", value_name = "NEW_URL")]
+        kek_url: String,
+        /// How the data-encryption key is wrapped.
+        #[arg(long = "wrap-algorithm", value_enum, default_value_t = WrapAlgorithm::RsaOaep)]
+        wrap_algorithm: WrapAlgorithm,
+    },
+    /// List the keys: ids, key-encryption key URLs and algorithms (never key bytes).
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Export keys (all, or the --id ones) as a JSON array of key resources.
+    Export {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Export only these keys. Repeatable.
+        #[arg(long)]
+        id: Vec<String>,
+        /// Write to this file (atomically) instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Import keys from a JSON array of key resources (all or nothing).
+    Import {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The exported keys.
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+    },
+}
+
+/// `--store FILE`.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArg {
+    /// The key store: a JSON file holding an array of client encryption key resources.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) store: PathBuf,
+}
+
+/// Key wrap algorithms.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum WrapAlgorithm {
+    /// RSA-OAEP with SHA-1 (Key Vault's RSA-OAEP; what the Microsoft SDKs use).
+    #[value(name = "RSA-OAEP")]
+    RsaOaep,
+    /// RSA-OAEP with SHA-256 (not readable by the Microsoft SDKs).
+    #[value(name = "RSA-OAEP-256")]
+    RsaOaep256,
+}
+
+/// Store, policy and partition keys: what encrypt, decrypt and param share.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
+    /// The Cosmos ClientEncryptionPolicy JSON file.
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) policy: PathBuf,
+    /// The container's partition-key path (e.g. /pk). Repeatable for hierarchical keys.
+    #[arg(long = "partition-key-path", value_name = "/pk")]
+    pub(crate) partition_key_paths: Vec<String>,
+}
+
+/// Input and output files.
+#[derive(Debug, Args)]
+pub(crate) struct IoArgs {
+    /// Read NDJSON from this file instead of stdin.
+    #[arg(short = 'i', long = "input", value_name = "IN")]
+    pub(crate) input: Option<PathBuf>,
+    /// Write NDJSON to this file, atomically, instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CryptArgs {
+    #[command(flatten)]
+    pub(crate) policy: PolicyArgs,
+    #[command(flatten)]
+    pub(crate) io: IoArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecryptArgs {
+    #[command(flatten)]
+    pub(crate) policy: PolicyArgs,
+    #[command(flatten)]
+    pub(crate) io: IoArgs,
+    /// Leave properties whose key is not accessible (missing, access denied, disabled)
+    /// as ciphertext, and list them on stderr, instead of failing.
+    #[arg(long)]
+    pub(crate) lenient: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ParamArgs {
+    #[command(flatten)]
+    pub(crate) policy: PolicyArgs,
+    /// The encrypted path the parameter is compared with, e.g. /ssn.
+    #[arg(long, value_name = "/PATH")]
+    pub(crate) path: String,
+    /// The parameter value as JSON, e.g. '"123-45-6789"' or 42.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) value: String,
+    /// Store a number as a Long or a Double (it must match how the documents stored it).
+    #[arg(long = "number-type", value_enum)]
+    pub(crate) number_type: Option<NumberTypeArg>,
+}
+
+/// `--number-type`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum NumberTypeArg {
+    /// A 64-bit integer.
+    Long,
+    /// A double.
+    Double,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(CliError::Io {
+            what: "starting the async runtime".into(),
+            source: e,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Keys(k) => commands::keys(g, k).await,
+        Command::Encrypt(a) => commands::encrypt(g, a).await,
+        Command::Decrypt(a) => commands::decrypt(g, a).await,
+        Command::Param(a) => commands::param(g, a).await,
+        Command::Demo => demo::run(g).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn local_kek_parses() {
+        assert_eq!(
+            parse_local_kek("https://v.vault.azure.net/keys/k=kek.pem").unwrap(),
+            (
+                "https://v.vault.azure.net/keys/k".to_owned(),
+                PathBuf::from("kek.pem")
+            )
+        );
+        assert!(parse_local_kek("no-equals").is_err());
+        assert!(parse_local_kek("=x.pem").is_err());
+        assert!(parse_local_kek("https://x=").is_err());
+    }
 }

@@ -1,0 +1,376 @@
+//! The commands: keys, encrypt, decrypt, param.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use always_encrypted::cipher::Algorithm;
+use always_encrypted::keys::{
+    JsonFileKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+};
+use always_encrypted::{ClientEncryptionPolicy, NumberType, PrepareOptions, PreparedPolicy};
+
+use crate::error::CliError;
+use crate::output::AtomicFile;
+use crate::pipeline::{self, PipelineError, Summary};
+use crate::progress::Bar;
+use crate::{
+    CryptArgs, DecryptArgs, GlobalArgs, IoArgs, KeysCommand, NumberTypeArg, ParamArgs, PolicyArgs,
+    WrapAlgorithm,
+};
+
+impl From<WrapAlgorithm> for KeyWrapAlgorithm {
+    fn from(a: WrapAlgorithm) -> Self {
+        match a {
+            WrapAlgorithm::RsaOaep => KeyWrapAlgorithm::RsaOaep,
+            WrapAlgorithm::RsaOaep256 => KeyWrapAlgorithm::RsaOaep256,
+        }
+    }
+}
+
+/// Opens the key store; `create` makes an empty one when the file does not exist.
+pub(crate) fn open_store(path: &Path, create: bool) -> Result<Arc<JsonFileKeyStore>, CliError> {
+    let store = if create {
+        JsonFileKeyStore::open_or_create(path)
+    } else {
+        JsonFileKeyStore::open(path)
+    };
+    store
+        .map(Arc::new)
+        .map_err(|e| CliError::library("opening the key store", e))
+}
+
+/// A resolver over `store` with the `--local-kek` keys and, with the `azure-key-vault`
+/// feature, Azure Key Vault for every other key URL.
+pub(crate) fn resolver(
+    g: &GlobalArgs,
+    store: Arc<JsonFileKeyStore>,
+) -> Result<KeyResolver, CliError> {
+    let mut builder = KeyResolver::builder(store);
+    for (url, pem) in &g.local_kek {
+        let provider = LocalRsaKeyProvider::from_pem_files([(url.as_str(), pem.as_path())])
+            .map_err(|e| CliError::library(format!("loading --local-kek {url}"), e))?;
+        builder = builder.provider_for_url(url.clone(), Arc::new(provider));
+    }
+    #[cfg(feature = "azure-key-vault")]
+    {
+        let kv = always_encrypted::keys::AzureKeyVaultProvider::with_default_credential(None)
+            .map_err(|e| CliError::library("setting up Azure Key Vault", e))?;
+        builder = builder.provider(Arc::new(kv));
+    }
+    Ok(builder.build())
+}
+
+fn read_text(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads and parses the policy, and resolves every key it needs.
+pub(crate) async fn prepare(
+    g: &GlobalArgs,
+    p: &PolicyArgs,
+    lenient: bool,
+) -> Result<PreparedPolicy, CliError> {
+    let text = read_text(&p.policy)?;
+    let policy = ClientEncryptionPolicy::from_json(&text)
+        .map_err(|e| CliError::library(format!("invalid policy {}", p.policy.display()), e))?;
+    let mut options = PrepareOptions::new().allow_unavailable_keys(lenient);
+    for pk in &p.partition_key_paths {
+        options = options.partition_key_path(pk.clone());
+    }
+    let store = open_store(&p.store.store, false)?;
+    let resolver = resolver(g, store)?;
+    resolver
+        .prepare(&policy, options)
+        .await
+        .map_err(|e| CliError::library("preparing the policy", e))
+}
+
+fn kek_metadata(url: &str, algorithm: WrapAlgorithm) -> KeyWrapMetadata {
+    // The label Cosmos shows: the Key Vault key name.
+    let name = url
+        .split_once("/keys/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(url);
+    KeyWrapMetadata::azure_key_vault(name, url, algorithm.into())
+}
+
+/// `ae keys ...`
+pub(crate) async fn keys(g: &GlobalArgs, cmd: KeysCommand) -> Result<(), CliError> {
+    let mut stdout = io::stdout().lock();
+    let out_err = |source| CliError::Output { path: None, source };
+    match cmd {
+        KeysCommand::Create {
+            store,
+            id,
+            kek_url,
+            wrap_algorithm,
+        } => {
+            let resolver = resolver(g, open_store(&store.store, true)?)?;
+            let cek = resolver
+                .create_key(
+                    &id,
+                    Algorithm::AeadAes256CbcHmacSha256,
+                    kek_metadata(&kek_url, wrap_algorithm),
+                )
+                .await
+                .map_err(|e| CliError::library(format!("creating key '{id}'"), e))?;
+            let m = cek.key_wrap_metadata();
+            writeln!(
+                stdout,
+                "created key {} ({}), wrapped by {} with {}, in {}",
+                cek.id(),
+                cek.encryption_algorithm(),
+                m.kek_url(),
+                m.algorithm(),
+                store.store.display()
+            )
+            .map_err(out_err)
+        }
+        KeysCommand::Rewrap {
+            store,
+            id,
+            kek_url,
+            wrap_algorithm,
+        } => {
+            let resolver = resolver(g, open_store(&store.store, false)?)?;
+            let cek = resolver
+                .rewrap_key(&id, kek_metadata(&kek_url, wrap_algorithm))
+                .await
+                .map_err(|e| CliError::library(format!("rewrapping key '{id}'"), e))?;
+            let m = cek.key_wrap_metadata();
+            writeln!(
+                stdout,
+                "rewrapped key {} under {} with {} (documents are unchanged)",
+                cek.id(),
+                m.kek_url(),
+                m.algorithm()
+            )
+            .map_err(out_err)
+        }
+        KeysCommand::List { store } => {
+            let s = open_store(&store.store, false)?;
+            let keys = always_encrypted::keys::export_keys(s.as_ref(), None)
+                .await
+                .map_err(|e| CliError::library("listing keys", e))?;
+            let id_w = keys.iter().map(|k| k.id().len()).max().unwrap_or(2).max(2);
+            writeln!(
+                stdout,
+                "{:id_w$}  {:28}  {:12}  KEK URL",
+                "ID", "ALGORITHM", "WRAP"
+            )
+            .map_err(out_err)?;
+            for k in &keys {
+                let m = k.key_wrap_metadata();
+                writeln!(
+                    stdout,
+                    "{:id_w$}  {:28}  {:12}  {}",
+                    k.id(),
+                    k.encryption_algorithm().as_str(),
+                    m.algorithm().as_str(),
+                    m.kek_url()
+                )
+                .map_err(out_err)?;
+            }
+            Ok(())
+        }
+        KeysCommand::Export { store, id, output } => {
+            let s = open_store(&store.store, false)?;
+            let ids: Vec<&str> = id.iter().map(String::as_str).collect();
+            let json = always_encrypted::keys::export_json(
+                s.as_ref(),
+                if ids.is_empty() { None } else { Some(&ids) },
+            )
+            .await
+            .map_err(|e| CliError::library("exporting keys", e))?;
+            match output {
+                Some(path) => {
+                    let out_err = |source| CliError::Output {
+                        path: Some(path.clone()),
+                        source,
+                    };
+                    let mut f = AtomicFile::create(&path).map_err(out_err)?;
+                    f.write_all(json.as_bytes()).map_err(out_err)?;
+                    f.commit().map_err(out_err)
+                }
+                None => stdout.write_all(json.as_bytes()).map_err(out_err),
+            }
+        }
+        KeysCommand::Import { store, input } => {
+            let text = std::fs::read(&input).map_err(|source| CliError::Read {
+                path: input.clone(),
+                source,
+            })?;
+            let keys = always_encrypted::keys::parse_key_array(&text).map_err(|e| {
+                CliError::library(format!("reading keys from {}", input.display()), e)
+            })?;
+            let s = open_store(&store.store, true)?;
+            let report = always_encrypted::keys::import_keys(s.as_ref(), keys)
+                .await
+                .map_err(|e| CliError::library("importing keys", e))?;
+            writeln!(
+                stdout,
+                "imported {} key(s) into {}; {} already there",
+                report.created.len(),
+                store.store.display(),
+                report.unchanged.len()
+            )
+            .map_err(out_err)
+        }
+    }
+}
+
+/// Where documents come from, with its size when known (for the progress bar).
+fn open_input(io_args: &IoArgs) -> Result<(Box<dyn BufRead + Send>, Option<u64>), CliError> {
+    match &io_args.input {
+        Some(path) => {
+            let f = File::open(path).map_err(|source| CliError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let len = f.metadata().ok().map(|m| m.len());
+            Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
+        }
+        None => Ok((
+            Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+            None,
+        )),
+    }
+}
+
+/// Runs `transform` over the input and writes the output (atomically with `-o`).
+fn stream<F>(
+    g: &GlobalArgs,
+    verb: &str,
+    io_args: &IoArgs,
+    transform: F,
+) -> Result<Summary, CliError>
+where
+    F: Fn(&str, &mut String, &mut Vec<String>) -> Result<(), always_encrypted::Error> + Sync,
+{
+    let (input, total) = open_input(io_args)?;
+    let bar = Bar::new(g.progress_mode(), verb, total);
+    let threads = g.threads();
+    let map_err = |e: PipelineError<always_encrypted::Error>, out: &Option<PathBuf>| match e {
+        PipelineError::Line(l) => CliError::Line {
+            line: l.line,
+            source: l.error,
+        },
+        PipelineError::NotUtf8 { line } => CliError::NotUtf8 { line },
+        PipelineError::Read(source) => CliError::Input { source },
+        PipelineError::Write(source) => CliError::Output {
+            path: out.clone(),
+            source,
+        },
+    };
+    let result = match &io_args.output {
+        Some(path) => {
+            let mut file = AtomicFile::create(path).map_err(|source| CliError::Output {
+                path: Some(path.clone()),
+                source,
+            })?;
+            let summary = pipeline::run(input, &mut file, threads, &bar, transform)
+                .map_err(|e| map_err(e, &io_args.output))?;
+            file.commit().map_err(|source| CliError::Output {
+                path: Some(path.clone()),
+                source,
+            })?;
+            Ok(summary)
+        }
+        None => {
+            let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            pipeline::run(input, &mut out, threads, &bar, transform).map_err(|e| map_err(e, &None))
+        }
+    };
+    bar.finish();
+    let summary = result?;
+    let secs = summary.elapsed.as_secs_f64();
+    #[allow(clippy::cast_precision_loss)] // a rate for people to read
+    let rate = if secs > 0.0 {
+        summary.documents as f64 / secs
+    } else {
+        0.0
+    };
+    eprintln!(
+        "ae {verb}: {} documents in {secs:.3} s ({rate:.0} documents/s, {threads} thread{}){}",
+        summary.documents,
+        if threads == 1 { "" } else { "s" },
+        io_args
+            .output
+            .as_ref()
+            .map(|p| format!(" -> {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(summary)
+}
+
+/// `ae encrypt`
+pub(crate) async fn encrypt(g: &GlobalArgs, a: CryptArgs) -> Result<(), CliError> {
+    let prepared = prepare(g, &a.policy, false).await?;
+    stream(g, "encrypt", &a.io, |line, out, _| {
+        out.push_str(&prepared.encrypt_str(line)?);
+        Ok(())
+    })
+    .map(drop)
+}
+
+/// `ae decrypt`
+pub(crate) async fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> Result<(), CliError> {
+    let prepared = prepare(g, &a.policy, a.lenient).await?;
+    let unavailable: Vec<String> = prepared
+        .unavailable_keys()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if !unavailable.is_empty() {
+        eprintln!(
+            "ae decrypt: key(s) not accessible, their properties stay encrypted: {}",
+            unavailable.join(", ")
+        );
+    }
+    let summary = if a.lenient {
+        stream(g, "decrypt", &a.io, |line, out, notes| {
+            let (text, report) = prepared.decrypt_str_lenient(line)?;
+            out.push_str(&text);
+            for s in report.skipped() {
+                notes.push(format!(
+                    "left {} encrypted (key '{}': {})",
+                    s.path(),
+                    s.key_id(),
+                    s.reason()
+                ));
+            }
+            Ok(())
+        })?
+    } else {
+        stream(g, "decrypt", &a.io, |line, out, _| {
+            out.push_str(&prepared.decrypt_str(line)?);
+            Ok(())
+        })?
+    };
+    for (line, note) in &summary.notes {
+        eprintln!("line {line}: {note}");
+    }
+    Ok(())
+}
+
+/// `ae param`
+pub(crate) async fn param(g: &GlobalArgs, a: ParamArgs) -> Result<(), CliError> {
+    let value: serde_json::Value = serde_json::from_str(&a.value)
+        .map_err(|e| CliError::Usage(format!("--value is not JSON: {e}")))?;
+    let prepared = prepare(g, &a.policy, false).await?;
+    let number_type = a.number_type.map(|n| match n {
+        NumberTypeArg::Long => NumberType::Long,
+        NumberTypeArg::Double => NumberType::Double,
+    });
+    let encrypted = prepared
+        .encrypt_query_parameter(&a.path, &value, number_type)
+        .map_err(|e| CliError::library(format!("encrypting the parameter for {}", a.path), e))?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{encrypted}").map_err(|source| CliError::Output { path: None, source })
+}

@@ -1,0 +1,415 @@
+//! Streaming, parallel, order-preserving NDJSON processing in constant memory.
+//!
+//! A reader thread cuts the input into batches of lines, worker threads transform the
+//! batches, and the calling thread writes them back in input order. Channels are bounded,
+//! so at most a fixed number of batches is in memory whatever the input size.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Lines per batch: large enough to amortize channel traffic, small enough to keep memory
+/// flat and the progress bar lively.
+const BATCH_LINES: usize = 256;
+/// Bytes per batch, whichever comes first.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// A document that could not be processed.
+#[derive(Debug)]
+pub(crate) struct LineError<E> {
+    /// 1-based line number in the input.
+    pub(crate) line: u64,
+    /// What went wrong.
+    pub(crate) error: E,
+}
+
+/// Why a run stopped.
+#[derive(Debug)]
+pub(crate) enum PipelineError<E> {
+    /// A document failed (the first one in input order).
+    Line(LineError<E>),
+    /// The input is not UTF-8 at this line.
+    NotUtf8 { line: u64 },
+    /// Reading the input failed.
+    Read(std::io::Error),
+    /// Writing the output failed.
+    Write(std::io::Error),
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    /// Documents processed (blank lines are not documents).
+    pub(crate) documents: u64,
+    /// Notes the transform made, in input order, with their line numbers (for example the
+    /// properties a lenient decrypt left encrypted).
+    pub(crate) notes: Vec<(u64, String)>,
+    /// Wall time.
+    pub(crate) elapsed: Duration,
+}
+
+/// Progress callbacks, called from the writing thread.
+pub(crate) trait Progress {
+    /// `documents` done so far, `bytes` of input consumed so far.
+    fn update(&self, documents: u64, bytes: u64);
+}
+
+impl Progress for () {
+    fn update(&self, _: u64, _: u64) {}
+}
+
+/// Notes with their line numbers.
+type Notes = Vec<(u64, String)>;
+
+struct Batch {
+    seq: u64,
+    /// (line number, line text without the newline)
+    lines: Vec<(u64, String)>,
+    bytes: u64,
+}
+
+struct Done<E> {
+    seq: u64,
+    result: Result<DoneBatch, PipelineError<E>>,
+}
+
+struct DoneBatch {
+    output: String,
+    documents: u64,
+    bytes: u64,
+    notes: Vec<(u64, String)>,
+}
+
+/// Transforms every non-blank line of `input` with `transform` on `threads` threads and
+/// writes the results, one line each, in input order to `output`.
+///
+/// `transform(line, out, notes)` appends the transformed document (without newline) to
+/// `out` and may push notes. The first failure in input order stops the run; lines after
+/// it are not written. A UTF-8 byte-order mark at the start is skipped.
+pub(crate) fn run<E, F, R, W, P>(
+    input: R,
+    output: &mut W,
+    threads: usize,
+    progress: &P,
+    transform: F,
+) -> Result<Summary, PipelineError<E>>
+where
+    E: Send,
+    F: Fn(&str, &mut String, &mut Vec<String>) -> Result<(), E> + Sync,
+    R: BufRead + Send,
+    W: Write,
+    P: Progress,
+{
+    let started = Instant::now();
+    let threads = threads.max(1);
+    let stop = AtomicBool::new(false);
+    let (batch_tx, batch_rx) = sync_channel::<Batch>(threads * 2);
+    let batch_rx = Arc::new(Mutex::new(batch_rx));
+    let (done_tx, done_rx) = sync_channel::<Done<E>>(threads * 2);
+
+    std::thread::scope(|scope| {
+        let reader_done = done_tx.clone();
+        let stop_ref = &stop;
+        scope.spawn(move || read_batches(input, batch_tx, reader_done, stop_ref));
+        for _ in 0..threads {
+            let rx = Arc::clone(&batch_rx);
+            let tx = done_tx.clone();
+            let transform = &transform;
+            let stop = &stop;
+            scope.spawn(move || work(rx, tx, transform, stop));
+        }
+        // Only the workers hold the batch receiver and only they and the reader hold
+        // result senders, so every thread ends once the others are gone.
+        drop(batch_rx);
+        drop(done_tx);
+        let result = write_in_order(done_rx, output, progress);
+        // Whatever happened, let the other threads finish.
+        stop.store(true, Ordering::Relaxed);
+        result
+    })
+    .map(|(documents, notes)| Summary {
+        documents,
+        notes,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn read_batches<E, R: BufRead>(
+    mut input: R,
+    tx: SyncSender<Batch>,
+    errors: SyncSender<Done<E>>,
+    stop: &AtomicBool,
+) {
+    let mut seq = 0u64;
+    let mut line_no = 0u64;
+    let mut batch = Batch {
+        seq,
+        lines: Vec::with_capacity(BATCH_LINES),
+        bytes: 0,
+    };
+    let mut batch_bytes = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        buf.clear();
+        let n = match input.read_until(b'\n', &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = errors.send(Done {
+                    seq,
+                    result: Err(PipelineError::Read(e)),
+                });
+                return;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        batch.bytes += n as u64;
+        let mut text = &buf[..];
+        if line_no == 1 {
+            text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+        }
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let Ok(text) = std::str::from_utf8(text) else {
+            // Send what came before, then the error in its place.
+            let _ = tx.send(std::mem::replace(
+                &mut batch,
+                Batch {
+                    seq: seq + 1,
+                    lines: Vec::new(),
+                    bytes: 0,
+                },
+            ));
+            let _ = errors.send(Done {
+                seq: seq + 1,
+                result: Err(PipelineError::NotUtf8 { line: line_no }),
+            });
+            return;
+        };
+        if !text.trim().is_empty() {
+            batch_bytes += text.len();
+            batch.lines.push((line_no, text.to_owned()));
+        }
+        if batch.lines.len() >= BATCH_LINES || batch_bytes >= BATCH_BYTES {
+            seq += 1;
+            let full = std::mem::replace(
+                &mut batch,
+                Batch {
+                    seq,
+                    lines: Vec::with_capacity(BATCH_LINES),
+                    bytes: 0,
+                },
+            );
+            batch_bytes = 0;
+            if tx.send(full).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = tx.send(batch);
+}
+
+fn work<E, F>(
+    rx: Arc<Mutex<Receiver<Batch>>>,
+    tx: SyncSender<Done<E>>,
+    transform: &F,
+    stop: &AtomicBool,
+) where
+    F: Fn(&str, &mut String, &mut Vec<String>) -> Result<(), E>,
+{
+    let mut notes_buf = Vec::new();
+    loop {
+        let batch = {
+            let Ok(guard) = rx.lock() else { return };
+            match guard.recv() {
+                Ok(b) => b,
+                Err(_) => return,
+            }
+        };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut out = DoneBatch {
+            output: String::with_capacity(batch.lines.iter().map(|(_, l)| l.len() * 2).sum()),
+            documents: 0,
+            bytes: batch.bytes,
+            notes: Vec::new(),
+        };
+        let mut failed = None;
+        for (line, text) in &batch.lines {
+            notes_buf.clear();
+            match transform(text, &mut out.output, &mut notes_buf) {
+                Ok(()) => {
+                    out.output.push('\n');
+                    out.documents += 1;
+                    out.notes.extend(notes_buf.drain(..).map(|n| (*line, n)));
+                }
+                Err(error) => {
+                    failed = Some(PipelineError::Line(LineError { line: *line, error }));
+                    break;
+                }
+            }
+        }
+        let result = match failed {
+            None => Ok(out),
+            Some(e) => Err(e),
+        };
+        if tx
+            .send(Done {
+                seq: batch.seq,
+                result,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn write_in_order<E, W: Write, P: Progress>(
+    rx: Receiver<Done<E>>,
+    output: &mut W,
+    progress: &P,
+) -> Result<(u64, Notes), PipelineError<E>> {
+    let mut next = 0u64;
+    let mut pending: BTreeMap<u64, Result<DoneBatch, PipelineError<E>>> = BTreeMap::new();
+    let mut documents = 0u64;
+    let mut bytes = 0u64;
+    let mut notes = Vec::new();
+    for done in rx {
+        pending.insert(done.seq, done.result);
+        while let Some(result) = pending.remove(&next) {
+            let batch = result?;
+            output
+                .write_all(batch.output.as_bytes())
+                .map_err(PipelineError::Write)?;
+            documents += batch.documents;
+            bytes += batch.bytes;
+            notes.extend(batch.notes);
+            progress.update(documents, bytes);
+            next += 1;
+        }
+    }
+    // Channels closed: anything still pending sits behind a gap, which only an error
+    // leaves; report the earliest error.
+    if let Some((_, result)) = pending.into_iter().next() {
+        result?;
+    }
+    output.flush().map_err(PipelineError::Write)?;
+    Ok((documents, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upper(line: &str, out: &mut String, notes: &mut Vec<String>) -> Result<(), String> {
+        if line.contains("bad") {
+            return Err(format!("bad document: {line}"));
+        }
+        if line.contains("note") {
+            notes.push("noted".into());
+        }
+        out.push_str(&line.to_uppercase());
+        Ok(())
+    }
+
+    fn run_str(input: &str, threads: usize) -> (Result<Summary, PipelineError<String>>, String) {
+        let mut out = Vec::new();
+        let r = run(input.as_bytes(), &mut out, threads, &(), upper);
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn keeps_order_across_threads_and_batches() {
+        let input: String = (0..5000).map(|i| format!("doc{i}\n")).collect();
+        for threads in [1, 2, 4, 7] {
+            let (r, out) = run_str(&input, threads);
+            assert_eq!(r.unwrap().documents, 5000);
+            assert_eq!(out, input.to_uppercase());
+        }
+    }
+
+    #[test]
+    fn skips_blank_lines_bom_and_crlf() {
+        let (r, out) = run_str("\u{feff}a\r\n\n   \nb", 2);
+        assert_eq!(r.unwrap().documents, 2);
+        assert_eq!(out, "A\nB\n");
+    }
+
+    #[test]
+    fn first_error_in_input_order_wins_with_its_line_number() {
+        let mut input: String = (0..2000).map(|i| format!("doc{i}\n")).collect();
+        input.push_str("bad one\n");
+        input.push_str(
+            &(0..2000)
+                .map(|i| format!("more{i}\nbad{i}\n"))
+                .collect::<String>(),
+        );
+        let (r, out) = run_str(&input, 4);
+        match r {
+            Err(PipelineError::Line(e)) => {
+                assert_eq!(e.line, 2001);
+                assert_eq!(e.error, "bad document: bad one");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing at or after the failing line was written.
+        assert!(!out.contains("BAD") && !out.contains("MORE"));
+    }
+
+    #[test]
+    fn notes_carry_line_numbers() {
+        let (r, _) = run_str("a\nnote\n\nnote too\n", 2);
+        let s = r.unwrap();
+        assert_eq!(
+            s.notes,
+            vec![(2, "noted".to_owned()), (4, "noted".to_owned())]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let mut input = b"a\nb\n".to_vec();
+        input.extend_from_slice(b"\xff\xfe\n");
+        input.extend_from_slice(b"c\n");
+        let mut out = Vec::new();
+        let r = run(&input[..], &mut out, 2, &(), upper);
+        assert!(
+            matches!(r, Err(PipelineError::NotUtf8 { line: 3 })),
+            "{r:?}"
+        );
+        assert_eq!(out, b"A\nB\n");
+    }
+
+    #[test]
+    fn empty_input() {
+        let (r, out) = run_str("", 2);
+        assert_eq!(r.unwrap().documents, 0);
+        assert_eq!(out, "");
+    }
+
+    #[test]
+    fn write_errors_stop_the_run() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let input: String = (0..3000).map(|i| format!("doc{i}\n")).collect();
+        let r = run(input.as_bytes(), &mut Broken, 2, &(), upper);
+        assert!(matches!(r, Err(PipelineError::Write(_))));
+    }
+}
