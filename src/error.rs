@@ -186,11 +186,14 @@ impl Error {
     }
 
     /// True when this error means a key is unavailable to the caller (missing from the key
-    /// store, access denied, key-encryption key not found or disabled), rather than a
+    /// store, access denied, key-encryption key not found or disabled, no provider
+    /// configured for its key-encryption key), rather than a
     /// passing fault or bad data. Lenient decryption skips properties for such errors.
     pub fn is_key_unavailable(&self) -> bool {
         match self {
-            Error::KeyNotFound { .. } | Error::KeyUnavailable { .. } => true,
+            Error::KeyNotFound { .. }
+            | Error::KeyUnavailable { .. }
+            | Error::NoKeyProvider { .. } => true,
             Error::KeyProvider { source, .. } => source.kind().is_revocation(),
             _ => false,
         }

@@ -1,0 +1,686 @@
+//! Runs the real `ae` binary for every command and every error path, with files in a
+//! temporary directory. Key-encryption keys are always local (`--local-kek`): no test
+//! reaches Azure or any network.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/testvectors/cosmos-js-4.10.1"
+);
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let d = std::env::temp_dir().join(format!("ae-cli-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn vector(name: &str) -> String {
+    std::fs::read_to_string(Path::new(VECTORS).join(name)).unwrap()
+}
+
+fn cek1_url() -> String {
+    let cek: serde_json::Value = serde_json::from_str(&vector("cek1.json")).unwrap();
+    cek["keyWrapMetadata"]["value"].as_str().unwrap().to_owned()
+}
+
+fn kek_pem() -> PathBuf {
+    Path::new(VECTORS).join("kek.pem")
+}
+
+/// Runs `ae` with `args`, feeding `stdin`.
+fn ae(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ae"));
+    cmd.args(args)
+        .arg("--no-progress")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[track_caller]
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A directory with the SDK's `cek1.json` as the key store, its policy and documents.
+fn sdk_setup(tag: &str) -> (Dir, String) {
+    let d = Dir::new(tag);
+    d.write("keys.json", &format!("[{}]", vector("cek1.json")));
+    d.write("policy.json", &vector("policy.json"));
+    d.write("plain.ndjson", &vector("plain.ndjson"));
+    d.write("enc.ndjson", &vector("enc.ndjson"));
+    let local = format!("{}={}", cek1_url(), kek_pem().display());
+    (d, local)
+}
+
+/// A path as an argument. Leaked on purpose: a few bytes per test keep the argument
+/// arrays simple.
+fn s(p: &Path) -> &'static str {
+    Box::leak(p.to_str().unwrap().to_owned().into_boxed_str())
+}
+
+#[test]
+fn encrypt_gives_the_official_sdk_bytes_and_decrypt_inverts_it() {
+    let (d, local) = sdk_setup("sdk");
+    let base = [
+        "--store",
+        s(&d.path("keys.json")),
+        "--policy",
+        s(&d.path("policy.json")),
+        "--partition-key-path",
+        "/pk",
+        "--local-kek",
+        &local,
+    ];
+    for threads in ["1", "2"] {
+        let mut args = vec!["encrypt"];
+        args.extend(base);
+        args.extend([
+            "-i",
+            s(&d.path("plain.ndjson")),
+            "-o",
+            s(&d.path("out.ndjson")),
+            "--threads",
+            threads,
+        ]);
+        let o = ae(&args, None);
+        assert_exit(&o, 0);
+        assert_eq!(
+            d.read("out.ndjson"),
+            vector("enc.ndjson"),
+            "threads {threads}"
+        );
+        assert!(stderr(&o).contains("6 documents"), "{}", stderr(&o));
+    }
+    // decrypt through stdin/stdout
+    let mut args = vec!["decrypt"];
+    args.extend(base);
+    let o = ae(&args, Some(&vector("enc.ndjson")));
+    assert_exit(&o, 0);
+    let got: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<serde_json::Value> = vector("plain.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn blank_lines_and_bom_are_tolerated_and_order_is_kept() {
+    let (d, local) = sdk_setup("blank");
+    let mut input = String::from("\u{feff}");
+    for line in vector("plain.ndjson").lines() {
+        input.push_str(line);
+        input.push_str("\n\n");
+    }
+    let o = ae(
+        &[
+            "encrypt",
+            "--store",
+            s(&d.path("keys.json")),
+            "--policy",
+            s(&d.path("policy.json")),
+            "--local-kek",
+            &local,
+        ],
+        Some(&input),
+    );
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), vector("enc.ndjson"));
+}
+
+#[test]
+fn keys_create_list_export_import_rewrap() {
+    let d = Dir::new("keys");
+    let url1 = "https://test-vault.vault.azure.net/keys/kek1/00000000000000000000000000000001";
+    let url2 = "https://test-vault.vault.azure.net/keys/kek2/00000000000000000000000000000002";
+    // A second RSA key: the PKCS#1 form of another test key would do; reuse kek.pem under a
+    // second URL, which is enough to exercise the rewrap path.
+    let l1 = format!("{url1}={}", kek_pem().display());
+    let l2 = format!("{url2}={}", kek_pem().display());
+    let store = d.path("keys.json");
+    let o = ae(
+        &[
+            "keys",
+            "create",
+            "--store",
+            s(&store),
+            "--id",
+            "cek1",
+            "--kek-url",
+            url1,
+            "--local-kek",
+            &l1,
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("created key cek1"));
+    let o = ae(
+        &[
+            "keys",
+            "create",
+            "--store",
+            s(&store),
+            "--id",
+            "cek2",
+            "--kek-url",
+            url1,
+            "--wrap-algorithm",
+            "RSA-OAEP-256",
+            "--local-kek",
+            &l1,
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    // Same id again: refused, store unchanged.
+    let before = std::fs::read(&store).unwrap();
+    let o = ae(
+        &[
+            "keys",
+            "create",
+            "--store",
+            s(&store),
+            "--id",
+            "cek1",
+            "--kek-url",
+            url1,
+            "--local-kek",
+            &l1,
+        ],
+        None,
+    );
+    assert_exit(&o, 3);
+    assert_eq!(std::fs::read(&store).unwrap(), before);
+
+    let o = ae(&["keys", "list", "--store", s(&store)], None);
+    assert_exit(&o, 0);
+    let list = stdout(&o);
+    assert!(
+        list.contains("cek1")
+            && list.contains("cek2")
+            && list.contains("RSA-OAEP-256")
+            && list.contains(url1)
+    );
+    // Never key bytes: the wrapped key is not even printed.
+    let stored: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    let wrapped = stored[0]["wrappedDataEncryptionKey"].as_str().unwrap();
+    assert!(!list.contains(&wrapped[..16]));
+
+    let o = ae(
+        &[
+            "keys",
+            "export",
+            "--store",
+            s(&store),
+            "--id",
+            "cek1",
+            "-o",
+            s(&d.path("export.json")),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let exported: serde_json::Value = serde_json::from_str(&d.read("export.json")).unwrap();
+    assert_eq!(exported.as_array().unwrap().len(), 1);
+    assert_eq!(exported[0]["id"], "cek1");
+
+    let other = d.path("other.json");
+    let o = ae(
+        &[
+            "keys",
+            "import",
+            "--store",
+            s(&other),
+            s(&d.path("export.json")),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("imported 1 key"));
+    let o = ae(
+        &[
+            "keys",
+            "import",
+            "--store",
+            s(&other),
+            s(&d.path("export.json")),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("1 already there"));
+
+    // Encrypt with cek1, rewrap cek1 under kek2, and the documents still decrypt.
+    d.write("policy.json", r#"{"includedPaths":[{"path":"/ssn","clientEncryptionKeyId":"cek1","encryptionType":"Deterministic","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256"}],"policyFormatVersion":2}"#);
+    let doc = "{\"id\":\"1\",\"ssn\":\"123-45-6789\"}\n";
+    let o = ae(
+        &[
+            "encrypt",
+            "--store",
+            s(&store),
+            "--policy",
+            s(&d.path("policy.json")),
+            "--local-kek",
+            &l1,
+        ],
+        Some(doc),
+    );
+    assert_exit(&o, 0);
+    let encrypted = stdout(&o);
+    let o = ae(
+        &[
+            "keys",
+            "rewrap",
+            "--store",
+            s(&store),
+            "--id",
+            "cek1",
+            "--kek-url",
+            url2,
+            "--local-kek",
+            &l1,
+            "--local-kek",
+            &l2,
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let o = ae(&["keys", "list", "--store", s(&store)], None);
+    assert!(stdout(&o).contains(url2));
+    let o = ae(
+        &[
+            "decrypt",
+            "--store",
+            s(&store),
+            "--policy",
+            s(&d.path("policy.json")),
+            "--local-kek",
+            &l2,
+        ],
+        Some(&encrypted),
+    );
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), doc);
+}
+
+#[test]
+fn param_encrypts_like_the_stored_value() {
+    let (d, local) = sdk_setup("param");
+    let enc: serde_json::Value =
+        serde_json::from_str(vector("enc.ndjson").lines().next().unwrap()).unwrap();
+    let base = [
+        "param",
+        "--store",
+        s(&d.path("keys.json")),
+        "--policy",
+        s(&d.path("policy.json")),
+        "--local-kek",
+        &local,
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--path", "/s", "--value", "\"123-45-6789\""]);
+    let o = ae(&args, None);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o).trim(), enc["s"].to_string());
+    // Numbers: the stored Long 42 matches only with the Long type.
+    let enc_n: serde_json::Value =
+        serde_json::from_str(vector("enc.ndjson").lines().nth(1).unwrap()).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--path", "/n", "--value", "42", "--number-type", "long"]);
+    let o = ae(&args, None);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o).trim(), enc_n["n"].to_string());
+    let mut args = base.to_vec();
+    args.extend(["--path", "/n", "--value", "42", "--number-type", "double"]);
+    let o = ae(&args, None);
+    assert_exit(&o, 0);
+    assert_ne!(stdout(&o).trim(), enc_n["n"].to_string());
+    // Not JSON: usage.
+    let mut args = base.to_vec();
+    args.extend(["--path", "/s", "--value", "not json"]);
+    assert_exit(&ae(&args, None), 2);
+}
+
+#[test]
+fn data_errors_name_the_line_and_path_and_leave_nothing_at_the_output() {
+    let (d, local) = sdk_setup("errors");
+    let out = d.path("out.ndjson");
+    std::fs::write(&out, "previous contents\n").unwrap();
+    let run = |cmd: &str, input: &str| {
+        ae(
+            &[
+                cmd,
+                "--store",
+                s(&d.path("keys.json")),
+                "--policy",
+                s(&d.path("policy.json")),
+                "--local-kek",
+                &local,
+                "-o",
+                s(&out),
+            ],
+            Some(input),
+        )
+    };
+    let plain = vector("plain.ndjson");
+    // Bad JSON on line 3.
+    let mut lines: Vec<&str> = plain.lines().collect();
+    lines.insert(2, "{\"id\": \"broken\",");
+    let o = run("encrypt", &(lines.join("\n") + "\n"));
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("line 3:"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "previous contents\n"
+    );
+
+    // A value that cannot be stored at an encrypted path (an integer beyond int64 with no
+    // exact double), line 2.
+    let o = run(
+        "encrypt",
+        "{\"id\":\"a\",\"s\":\"x\"}\n{\"id\":\"b\",\"n\":9223372036854775809}\n",
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("line 2:") && err.contains("/n"), "{err}");
+    assert!(
+        !err.contains("9223372036854775809"),
+        "the value must not be echoed: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "previous contents\n"
+    );
+
+    // Tampered ciphertext on line 4.
+    let enc = vector("enc.ndjson");
+    let mut lines: Vec<String> = enc.lines().map(str::to_owned).collect();
+    let mut doc: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+    let b = doc["b"].as_str().unwrap().to_owned();
+    let flipped = if b.as_bytes()[20] == b'A' { "B" } else { "A" };
+    doc["b"] = serde_json::Value::String(format!("{}{}{}", &b[..20], flipped, &b[21..]));
+    lines[3] = doc.to_string();
+    let o = run("decrypt", &(lines.join("\n") + "\n"));
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 4:") && err.contains("/b") && err.contains("cek1"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "previous contents\n"
+    );
+    // No temporary file is left behind.
+    assert_eq!(
+        d.names(),
+        [
+            "enc.ndjson",
+            "keys.json",
+            "out.ndjson",
+            "plain.ndjson",
+            "policy.json"
+        ]
+    );
+}
+
+#[test]
+fn wrong_key_fails_to_decrypt() {
+    let (d, _) = sdk_setup("wrongkey");
+    // A different cek1 under a local KEK: documents from the SDK do not authenticate.
+    let url = "https://other.vault.azure.net/keys/k/00000000000000000000000000000009";
+    let l = format!("{url}={}", kek_pem().display());
+    let store = d.path("mine.json");
+    assert_exit(
+        &ae(
+            &[
+                "keys",
+                "create",
+                "--store",
+                s(&store),
+                "--id",
+                "cek1",
+                "--kek-url",
+                url,
+                "--local-kek",
+                &l,
+            ],
+            None,
+        ),
+        0,
+    );
+    let o = ae(
+        &[
+            "decrypt",
+            "--store",
+            s(&store),
+            "--policy",
+            s(&d.path("policy.json")),
+            "--local-kek",
+            &l,
+        ],
+        Some(&vector("enc.ndjson")),
+    );
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("line 1:") && stderr(&o).contains("authentication failed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn key_store_and_policy_errors() {
+    let (d, local) = sdk_setup("config");
+    let run = |store: &Path, policy: &Path| {
+        ae(
+            &[
+                "encrypt",
+                "--store",
+                s(store),
+                "--policy",
+                s(policy),
+                "--local-kek",
+                &local,
+            ],
+            Some(&vector("plain.ndjson")),
+        )
+    };
+    // Missing key: the policy names cek2, the store has only cek1.
+    let p2 = d.write(
+        "policy2.json",
+        &vector("policy.json").replacen("cek1", "cek2", 1),
+    );
+    let o = run(&d.path("keys.json"), &p2);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("cek2"), "{}", stderr(&o));
+    // Unreadable policy.
+    let o = run(&d.path("keys.json"), &d.path("no-such-policy.json"));
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("no-such-policy.json"));
+    // Invalid policy.
+    let bad = d.write(
+        "bad-policy.json",
+        &vector("policy.json").replace("Deterministic", "deterministic"),
+    );
+    let o = run(&d.path("keys.json"), &bad);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("/s"), "{}", stderr(&o));
+    // Missing store.
+    let o = run(&d.path("no-such-store.json"), &d.path("policy.json"));
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("no-such-store.json"), "{}", stderr(&o));
+    // Corrupt store, left untouched.
+    let corrupt = d.write("corrupt.json", "[{\"id\": \"cek1\", ");
+    let o = run(&corrupt, &d.path("policy.json"));
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("corrupt.json"), "{}", stderr(&o));
+    assert_eq!(d.read("corrupt.json"), "[{\"id\": \"cek1\", ");
+    // Bad flags.
+    assert_exit(&ae(&["encrypt", "--policy", "x"], None), 2);
+    assert_exit(&ae(&["frobnicate"], None), 2);
+}
+
+#[test]
+fn lenient_decrypt_leaves_inaccessible_properties_and_lists_them() {
+    let (d, local) = sdk_setup("lenient");
+    // cek2 is wrapped by a key-encryption key this reader has no provider for.
+    let mut cek2: serde_json::Value = serde_json::from_str(&vector("cek1.json")).unwrap();
+    cek2["id"] = "cek2".into();
+    cek2["keyWrapMetadata"]["type"] = "SOME_OTHER_KMS".into();
+    cek2["keyWrapMetadata"]["value"] = "https://elsewhere.example/keys/hr".into();
+    let keys = format!("[{}, {}]", vector("cek1.json"), cek2);
+    d.write("keys.json", &keys);
+    let policy = vector("policy.json").replacen("\"cek1\"", "\"cek2\"", 1); // /s uses cek2
+    d.write("policy.json", &policy);
+    let doc = "{\"id\":\"x\",\"s\":\"BQECxIJdsePGHEmnzmJIgy5iD0yI3JU3V6144282MtOny6krQNe62qz+BlGjunYOCJM5V23NLf/Wmd4Z+aLd9wlP\",\"n\":\"BAGrrVRJzN1mkHUcGvOC9NydJfUc+csvcRTH+o99sCzaBwr6RIyz8MpL3T+z8a01ZaIjbNvi3kKsY73YdTRVa9gC\"}\n";
+    let base = [
+        "decrypt",
+        "--store",
+        s(&d.path("keys.json")),
+        "--policy",
+        s(&d.path("policy.json")),
+        "--local-kek",
+        &local,
+    ];
+    // Strict: fails at prepare time with a key-access error.
+    let o = ae(&base, Some(doc));
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("cek2"), "{}", stderr(&o));
+    // Lenient: /n decrypted, /s left as stored and reported with its line.
+    let mut args = base.to_vec();
+    args.push("--lenient");
+    let o = ae(&args, Some(doc));
+    assert_exit(&o, 0);
+    let out: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(out["n"], 42);
+    assert!(out["s"].as_str().unwrap().starts_with("BQEC"));
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 1: left /s encrypted") && err.contains("cek2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_runs_without_arguments_or_network() {
+    let o = ae(&["demo"], None);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    for want in [
+        "123-45-6789",
+        "Query parameter",
+        "BQ",
+        "decrypted.ndjson",
+        "It equals the stored /ssn of 2 of the 3 documents",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // The demo's files are where it says.
+    let dir_line = out.lines().find(|l| l.contains("Files are in ")).unwrap();
+    let dir = dir_line.split("Files are in ").nth(1).unwrap().trim();
+    assert!(Path::new(dir).join("encrypted.ndjson").is_file());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_run_killed_midway_leaves_nothing_at_the_output() {
+    use std::io::Write;
+    let (d, local) = sdk_setup("killed");
+    let out = d.path("out.ndjson");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ae"))
+        .args([
+            "encrypt",
+            "--no-progress",
+            "--store",
+            s(&d.path("keys.json")),
+            "--policy",
+            s(&d.path("policy.json")),
+            "--local-kek",
+            &local,
+            "-o",
+            s(&out),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let plain = vector("plain.ndjson");
+    // Feed some documents, leave the input open, then kill the process mid-stream.
+    for _ in 0..200 {
+        input.write_all(plain.as_bytes()).unwrap();
+    }
+    input.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists(), "a killed run must not leave an output file");
+}
