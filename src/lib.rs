@@ -9,6 +9,7 @@ pub mod keys;
 mod path;
 mod policy;
 mod prepared;
+pub mod rotation;
 pub mod value;
 
 pub use document::patch::{NumberType, PatchOperation};

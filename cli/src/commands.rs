@@ -9,7 +9,9 @@ use always_encrypted::cipher::Algorithm;
 use always_encrypted::keys::{
     JsonFileKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
 };
+use always_encrypted::rotation::{Reencryption, reencrypt_str};
 use always_encrypted::{ClientEncryptionPolicy, NumberType, PrepareOptions, PreparedPolicy};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::CliError;
 use crate::output::AtomicFile;
@@ -17,7 +19,7 @@ use crate::pipeline::{self, PipelineError, Summary};
 use crate::progress::Bar;
 use crate::{
     CryptArgs, DecryptArgs, GlobalArgs, IoArgs, KeysCommand, NumberTypeArg, ParamArgs, PolicyArgs,
-    WrapAlgorithm,
+    ReencryptArgs, WrapAlgorithm,
 };
 
 impl From<WrapAlgorithm> for KeyWrapAlgorithm {
@@ -69,25 +71,40 @@ fn read_text(path: &Path) -> Result<String, CliError> {
     })
 }
 
+/// Reads and parses a policy file.
+fn read_policy(path: &Path) -> Result<ClientEncryptionPolicy, CliError> {
+    let text = read_text(path)?;
+    ClientEncryptionPolicy::from_json(&text)
+        .map_err(|e| CliError::library(format!("invalid policy {}", path.display()), e))
+}
+
+/// Parses `policy_path` and resolves every key it needs through `resolver`.
+async fn prepare_with(
+    resolver: &KeyResolver,
+    policy_path: &Path,
+    partition_key_paths: &[String],
+    lenient: bool,
+) -> Result<PreparedPolicy, CliError> {
+    let policy = read_policy(policy_path)?;
+    let mut options = PrepareOptions::new().allow_unavailable_keys(lenient);
+    for pk in partition_key_paths {
+        options = options.partition_key_path(pk.clone());
+    }
+    resolver.prepare(&policy, options).await.map_err(|e| {
+        CliError::library(format!("preparing the policy {}", policy_path.display()), e)
+    })
+}
+
 /// Reads and parses the policy, and resolves every key it needs.
 pub(crate) async fn prepare(
     g: &GlobalArgs,
     p: &PolicyArgs,
     lenient: bool,
 ) -> Result<PreparedPolicy, CliError> {
-    let text = read_text(&p.policy)?;
-    let policy = ClientEncryptionPolicy::from_json(&text)
-        .map_err(|e| CliError::library(format!("invalid policy {}", p.policy.display()), e))?;
-    let mut options = PrepareOptions::new().allow_unavailable_keys(lenient);
-    for pk in &p.partition_key_paths {
-        options = options.partition_key_path(pk.clone());
-    }
-    let store = open_store(&p.store.store, false)?;
-    let resolver = resolver(g, store)?;
-    resolver
-        .prepare(&policy, options)
-        .await
-        .map_err(|e| CliError::library("preparing the policy", e))
+    // Parse the policy before touching the store, so a bad policy is a usage error.
+    read_policy(&p.policy)?;
+    let resolver = resolver(g, open_store(&p.store.store, false)?)?;
+    prepare_with(&resolver, &p.policy, &p.partition_key_paths, lenient).await
 }
 
 fn kek_metadata(url: &str, algorithm: WrapAlgorithm) -> KeyWrapMetadata {
@@ -153,29 +170,54 @@ pub(crate) async fn keys(g: &GlobalArgs, cmd: KeysCommand) -> Result<(), CliErro
             )
             .map_err(out_err)
         }
-        KeysCommand::List { store } => {
+        KeysCommand::List { store, policy } => {
+            let used: Option<Vec<String>> = match &policy {
+                Some(p) => Some(
+                    read_policy(p)?
+                        .key_ids()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                None => None,
+            };
             let s = open_store(&store.store, false)?;
             let keys = always_encrypted::keys::export_keys(s.as_ref(), None)
                 .await
                 .map_err(|e| CliError::library("listing keys", e))?;
             let id_w = keys.iter().map(|k| k.id().len()).max().unwrap_or(2).max(2);
+            let policy_col = if used.is_some() { "  IN POLICY" } else { "" };
             writeln!(
                 stdout,
-                "{:id_w$}  {:28}  {:12}  KEK URL",
+                "{:id_w$}  {:28}  {:12}{policy_col}  KEK URL",
                 "ID", "ALGORITHM", "WRAP"
             )
             .map_err(out_err)?;
             for k in &keys {
                 let m = k.key_wrap_metadata();
+                let in_policy = match &used {
+                    Some(ids) if ids.iter().any(|i| i == k.id()) => "  yes      ",
+                    Some(_) => "  no       ",
+                    None => "",
+                };
                 writeln!(
                     stdout,
-                    "{:id_w$}  {:28}  {:12}  {}",
+                    "{:id_w$}  {:28}  {:12}{in_policy}  {}",
                     k.id(),
                     k.encryption_algorithm().as_str(),
                     m.algorithm().as_str(),
                     m.kek_url()
                 )
                 .map_err(out_err)?;
+            }
+            if let Some(ids) = &used {
+                for missing in ids
+                    .iter()
+                    .filter(|i| !keys.iter().any(|k| k.id() == i.as_str()))
+                {
+                    writeln!(stdout, "{missing}: used by the policy but not in the store")
+                        .map_err(out_err)?;
+                }
             }
             Ok(())
         }
@@ -357,6 +399,33 @@ pub(crate) async fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> Result<(), CliErr
         eprintln!("line {line}: {note}");
     }
     Ok(())
+}
+
+/// `ae reencrypt`
+pub(crate) async fn reencrypt(g: &GlobalArgs, a: ReencryptArgs) -> Result<(), CliError> {
+    read_policy(&a.from_policy)?;
+    read_policy(&a.to_policy)?;
+    let resolver = resolver(g, open_store(&a.store.store, false)?)?;
+    let from = prepare_with(&resolver, &a.from_policy, &a.partition_key_paths, false).await?;
+    let to = prepare_with(&resolver, &a.to_policy, &a.partition_key_paths, false).await?;
+    let converted = AtomicU64::new(0);
+    let already = AtomicU64::new(0);
+    let result = stream(g, "reencrypt", &a.io, |line, out, _| {
+        let (text, what) = reencrypt_str(&from, &to, line)?;
+        out.push_str(&text);
+        match what {
+            Reencryption::AlreadyConverted => already.fetch_add(1, Ordering::Relaxed),
+            _ => converted.fetch_add(1, Ordering::Relaxed),
+        };
+        Ok(())
+    });
+    let failed = u64::from(result.is_err());
+    eprintln!(
+        "ae reencrypt: converted {}, already converted {}, failed {failed}",
+        converted.load(Ordering::Relaxed),
+        already.load(Ordering::Relaxed)
+    );
+    result.map(drop)
 }
 
 /// `ae param`

@@ -95,6 +95,9 @@ enum Command {
     Decrypt(DecryptArgs),
     /// Encrypt a query parameter for an equality comparison on a Deterministic path.
     Param(ParamArgs),
+    /// Re-encrypt NDJSON documents from one policy (old keys) to another (new keys, paths,
+    /// types); documents already under the new policy pass through unchanged.
+    Reencrypt(ReencryptArgs),
     /// Show the library on sample documents, with a local key and no cloud.
     Demo,
 }
@@ -133,6 +136,9 @@ pub(crate) enum KeysCommand {
     List {
         #[command(flatten)]
         store: StoreArg,
+        /// Also show which keys this policy uses (and any it needs that the store lacks).
+        #[arg(long, value_name = "POLICY")]
+        policy: Option<PathBuf>,
     },
     /// Export keys (all, or the --id ones) as a JSON array of key resources.
     Export {
@@ -233,6 +239,23 @@ pub(crate) struct ParamArgs {
     pub(crate) number_type: Option<NumberTypeArg>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct ReencryptArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
+    /// The policy the documents are encrypted under now.
+    #[arg(long = "from-policy", value_name = "OLD")]
+    pub(crate) from_policy: PathBuf,
+    /// The policy to encrypt them under.
+    #[arg(long = "to-policy", value_name = "NEW")]
+    pub(crate) to_policy: PathBuf,
+    /// The container's partition-key path (e.g. /pk). Repeatable.
+    #[arg(long = "partition-key-path", value_name = "/pk")]
+    pub(crate) partition_key_paths: Vec<String>,
+    #[command(flatten)]
+    pub(crate) io: IoArgs,
+}
+
 /// `--number-type`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum NumberTypeArg {
@@ -274,6 +297,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Encrypt(a) => commands::encrypt(g, a).await,
         Command::Decrypt(a) => commands::decrypt(g, a).await,
         Command::Param(a) => commands::param(g, a).await,
+        Command::Reencrypt(a) => commands::reencrypt(g, a).await,
         Command::Demo => demo::run(g).await,
     }
 }

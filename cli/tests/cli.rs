@@ -684,3 +684,198 @@ fn a_run_killed_midway_leaves_nothing_at_the_output() {
     child.wait().unwrap();
     assert!(!out.exists(), "a killed run must not leave an output file");
 }
+
+#[test]
+fn reencrypt_rotates_to_a_new_key_once_and_restarts_cleanly() {
+    let (d, local) = sdk_setup("rotate");
+    let url2 = "https://test-vault.vault.azure.net/keys/kek2/00000000000000000000000000000002";
+    let l2 = format!("{url2}={}", kek_pem().display());
+    let store = d.path("keys.json");
+    assert_exit(
+        &ae(
+            &[
+                "keys",
+                "create",
+                "--store",
+                s(&store),
+                "--id",
+                "cek2",
+                "--kek-url",
+                url2,
+                "--local-kek",
+                &l2,
+            ],
+            None,
+        ),
+        0,
+    );
+    // New policy: every path under cek2, /s now Randomized.
+    let new_policy = vector("policy.json")
+        .replace("\"cek1\"", "\"cek2\"")
+        .replacen("Deterministic", "Randomized", 1);
+    d.write("new-policy.json", &new_policy);
+    let o = ae(
+        &[
+            "keys",
+            "list",
+            "--store",
+            s(&store),
+            "--policy",
+            s(&d.path("new-policy.json")),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let list = stdout(&o);
+    assert!(list.contains("IN POLICY"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("cek2") && l.contains("yes")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("cek1") && l.contains("no")),
+        "{list}"
+    );
+
+    let base = |input: &Path, output: &Path| -> Output {
+        ae(
+            &[
+                "reencrypt",
+                "--store",
+                s(&store),
+                "--from-policy",
+                s(&d.path("policy.json")),
+                "--to-policy",
+                s(&d.path("new-policy.json")),
+                "--partition-key-path",
+                "/pk",
+                "--local-kek",
+                &local,
+                "--local-kek",
+                &l2,
+                "-i",
+                s(input),
+                "-o",
+                s(output),
+            ],
+            None,
+        )
+    };
+    let o = base(&d.path("enc.ndjson"), &d.path("rotated.ndjson"));
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("converted 6, already converted 0, failed 0"),
+        "{}",
+        stderr(&o)
+    );
+    let rotated = d.read("rotated.ndjson");
+    // Decrypts under the new policy to the original documents; no longer under the old one.
+    let dec = ae(
+        &[
+            "decrypt",
+            "--store",
+            s(&store),
+            "--policy",
+            s(&d.path("new-policy.json")),
+            "--local-kek",
+            &l2,
+            "-i",
+            s(&d.path("rotated.ndjson")),
+        ],
+        None,
+    );
+    assert_exit(&dec, 0);
+    let got: Vec<serde_json::Value> = stdout(&dec)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<serde_json::Value> = vector("plain.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got, want);
+
+    // A run stopped halfway: the first three documents converted, the rest not yet.
+    let mixed: String = rotated
+        .lines()
+        .take(3)
+        .chain(vector("enc.ndjson").lines().skip(3))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    d.write("mixed.ndjson", &mixed);
+    let o = base(&d.path("mixed.ndjson"), &d.path("restarted.ndjson"));
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("converted 3, already converted 3, failed 0"),
+        "{}",
+        stderr(&o)
+    );
+    let restarted = d.read("restarted.ndjson");
+    // The converted half passed through byte for byte.
+    assert_eq!(
+        restarted.lines().take(3).collect::<Vec<_>>(),
+        rotated.lines().take(3).collect::<Vec<_>>()
+    );
+
+    // The wrong old key: a different cek1 fails on line 1 and leaves nothing at -o.
+    let other = d.path("other-keys.json");
+    assert_exit(
+        &ae(
+            &[
+                "keys",
+                "create",
+                "--store",
+                s(&other),
+                "--id",
+                "cek1",
+                "--kek-url",
+                url2,
+                "--local-kek",
+                &l2,
+            ],
+            None,
+        ),
+        0,
+    );
+    assert_exit(
+        &ae(
+            &[
+                "keys",
+                "create",
+                "--store",
+                s(&other),
+                "--id",
+                "cek2",
+                "--kek-url",
+                url2,
+                "--local-kek",
+                &l2,
+            ],
+            None,
+        ),
+        0,
+    );
+    let o = ae(
+        &[
+            "reencrypt",
+            "--store",
+            s(&other),
+            "--from-policy",
+            s(&d.path("policy.json")),
+            "--to-policy",
+            s(&d.path("new-policy.json")),
+            "--local-kek",
+            &l2,
+            "-i",
+            s(&d.path("enc.ndjson")),
+            "-o",
+            s(&d.path("never.ndjson")),
+        ],
+        None,
+    );
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("line 1:"), "{}", stderr(&o));
+    assert!(!d.path("never.ndjson").exists());
+}
