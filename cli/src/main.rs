@@ -111,7 +111,7 @@ pub(crate) enum KeysCommand {
         /// The client encryption key id, e.g. cek1.
         #[arg(long)]
         id: String,
-        /// The Key Vault key URL: https://<vault>.vault.azure.net/keys/<name>[/<version>].
+        /// The Key Vault key URL: `https://<vault>.vault.azure.net/keys/<name>[/<version>]`.
         #[arg(long = "kek-url", value_name = "URL")]
         kek_url: String,
         /// How the data-encryption key is wrapped (the Microsoft SDKs read only RSA-OAEP).
