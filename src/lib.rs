@@ -1,4 +1,4 @@
-//! always-encrypted
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::cipher::EncryptionType;
 use crate::document::patch::{NumberType, PatchOperation, Target};
 use crate::document::tree::{self, Numbers};
-use crate::document::{DecryptReport, Engine, KeySlot, Op, text};
+use crate::document::{DecryptReport, Engine, KeySlot, Op, SkippedProperty, text};
 use crate::error::{Error, Result};
 use crate::keys::ResolvedKey;
 use crate::path::{self, Segment};
@@ -144,6 +144,12 @@ impl PreparedPolicy {
                     });
                 }
                 Err(e) if options.allow_unavailable_keys && e.is_key_unavailable() => {
+                    tracing::warn!(
+                        key_id = id,
+                        error = %e,
+                        "key unavailable: its properties will be left encrypted by lenient \
+                         decryption"
+                    );
                     KeySlot::Unavailable {
                         key_id: id.to_owned(),
                         error: Arc::new(e),
@@ -259,6 +265,7 @@ impl PreparedPolicy {
         let skipped = std::mem::take(&mut walk.skipped);
         drop(walk);
         tree::apply(map, changes);
+        log_skips(&skipped);
         Ok(DecryptReport { skipped })
     }
 
@@ -340,6 +347,7 @@ impl PreparedPolicy {
             json,
             &mut skipped,
         )?;
+        log_skips(&skipped);
         Ok((into_string(out)?, DecryptReport { skipped }))
     }
 
@@ -356,6 +364,7 @@ impl PreparedPolicy {
             utf8(json)?,
             &mut skipped,
         )?;
+        log_skips(&skipped);
         Ok((out, DecryptReport { skipped }))
     }
 
@@ -767,6 +776,17 @@ impl crate::keys::KeyResolver {
                 })
             })
         })
+    }
+}
+
+/// One `tracing` event per property lenient decryption left encrypted: its path and key id.
+fn log_skips(skipped: &[SkippedProperty]) {
+    for s in skipped {
+        tracing::debug!(
+            path = s.path(),
+            key_id = s.key_id(),
+            "lenient decryption left a property encrypted: its key is unavailable"
+        );
     }
 }
 

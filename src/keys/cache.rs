@@ -412,9 +412,19 @@ impl DekCache {
         provider: &Arc<dyn KeyEncryptionKeyProvider>,
     ) -> Result<ResolvedKey> {
         if let Some(v) = self.inner.get(key) {
+            tracing::trace!(
+                key_id = key.cek_id(),
+                kek_url = key.kek_url(),
+                "DEK cache hit"
+            );
             return Ok(v);
         }
         bump(&self.inner.counters.misses);
+        tracing::debug!(
+            key_id = key.cek_id(),
+            kek_url = key.kek_url(),
+            "DEK cache miss"
+        );
         self.inner
             .unwrap_shared(key, provider)
             .await
@@ -428,13 +438,17 @@ impl DekCache {
     /// how many. Unwraps in flight for it do not store their result.
     pub fn invalidate(&self, cek_id: &str) -> usize {
         self.inner.generation.fetch_add(1, Relaxed);
-        self.inner.remove_where(|k, _| k.cek_id() == cek_id)
+        let n = self.inner.remove_where(|k, _| k.cek_id() == cek_id);
+        tracing::debug!(key_id = cek_id, removed = n, "DEK cache: key invalidated");
+        n
     }
 
     /// Drops every cached key; returns how many.
     pub fn clear(&self) -> usize {
         self.inner.generation.fetch_add(1, Relaxed);
-        self.inner.remove_where(|_, _| true)
+        let n = self.inner.remove_where(|_, _| true);
+        tracing::debug!(removed = n, "DEK cache cleared");
+        n
     }
 
     /// Drops the keys that expired (and whose grace ran out) now, rather than at the next
@@ -546,6 +560,11 @@ impl Inner {
                 e.value.clone()
             } else if now < e.stale_until.load(Relaxed) {
                 self.counters.stale_hits.inc();
+                tracing::debug!(
+                    key_id = key.cek_id(),
+                    kek_url = key.kek_url(),
+                    "DEK cache: serving an expired key within its stale grace"
+                );
                 e.value.clone()
             } else {
                 // Expired: the caller unwraps; the entry goes at once.
@@ -578,6 +597,11 @@ impl Inner {
             return;
         };
         bump(&self.counters.refreshes);
+        tracing::debug!(
+            key_id = key.cek_id(),
+            kek_url = key.kek_url(),
+            "DEK cache: refreshing a key ahead of expiry"
+        );
         let inner = Arc::clone(self);
         handle.spawn(async move {
             // The outcome is recorded in the cache (new entry, failure, or eviction).
@@ -622,6 +646,13 @@ impl Inner {
         }
         let generation = self.generation.load(Relaxed);
         bump(&self.counters.unwrap_calls);
+        tracing::debug!(
+            key_id = key.cek_id(),
+            kek_url = key.kek_url(),
+            algorithm = key.algorithm().as_str(),
+            provider = provider.provider_type(),
+            "unwrapping data-encryption key"
+        );
         let result = provider
             .unwrap_key(key.kek_url(), key.algorithm(), &key.0.wrapped)
             .await;
@@ -631,12 +662,31 @@ impl Inner {
                 let value = ResolvedKey::new(key.cek_id(), dek);
                 if self.caching() && self.generation.load(Relaxed) == generation {
                     self.insert(key, value.clone(), provider, now);
+                    tracing::debug!(
+                        key_id = key.cek_id(),
+                        kek_url = key.kek_url(),
+                        ttl_secs = self.options.ttl.as_secs(),
+                        "data-encryption key unwrapped and cached"
+                    );
+                } else {
+                    tracing::debug!(
+                        key_id = key.cek_id(),
+                        kek_url = key.kek_url(),
+                        "data-encryption key unwrapped (not cached)"
+                    );
                 }
                 Ok(value)
             }
             Err(e) => {
                 bump(&self.counters.failures);
                 let kind = e.kind();
+                tracing::warn!(
+                    key_id = key.cek_id(),
+                    kek_url = key.kek_url(),
+                    kind = %kind,
+                    error = %e,
+                    "unwrap of data-encryption key failed"
+                );
                 if !kind.is_revocation()
                     && let Some(entry) = self.entry(key)
                 {
@@ -649,6 +699,11 @@ impl Inner {
                     }
                     if entry.alive(now) {
                         // Still within its TTL (or, after a transient failure, its grace).
+                        tracing::warn!(
+                            key_id = key.cek_id(),
+                            kek_url = key.kek_url(),
+                            "DEK cache: refresh failed; still serving the cached key"
+                        );
                         return Ok(entry.value.clone());
                     }
                 }
@@ -661,6 +716,12 @@ impl Inner {
                     };
                     // remove_where counted them as generic removals; classify.
                     c.fetch_add(removed as u64, Relaxed);
+                    tracing::warn!(
+                        key_id = key.cek_id(),
+                        kek_url = key.kek_url(),
+                        revoked = kind.is_revocation(),
+                        "DEK cache: key evicted after a failed unwrap"
+                    );
                 }
                 Err(e)
             }
@@ -733,6 +794,11 @@ impl Inner {
         if removed {
             self.len.fetch_sub(1, Relaxed);
             bump(&self.counters.lru_evictions);
+            tracing::debug!(
+                key_id = k.cek_id(),
+                kek_url = k.kek_url(),
+                "DEK cache: least recently used key evicted"
+            );
         }
         true
     }
@@ -747,6 +813,11 @@ impl Inner {
             drop(maps);
             self.len.fetch_sub(1, Relaxed);
             bump(&self.counters.expirations);
+            tracing::debug!(
+                key_id = key.cek_id(),
+                kek_url = key.kek_url(),
+                "DEK cache: expired key dropped"
+            );
         }
     }
 
@@ -778,6 +849,9 @@ impl Inner {
         let now = self.now();
         let n = self.remove_where(|_, e| !e.alive(now));
         self.counters.expirations.fetch_add(n as u64, Relaxed);
+        if n > 0 {
+            tracing::debug!(removed = n, "DEK cache: expired keys swept");
+        }
         n
     }
 

@@ -163,6 +163,10 @@ impl LocalRsaKeyProvider {
         {
             return Ok(k);
         }
+        tracing::warn!(
+            kek_url = url,
+            "no local RSA key is registered for this key URL"
+        );
         Err(KeyProviderError::new(
             KeyProviderErrorKind::KeyNotFound,
             url,
@@ -226,6 +230,7 @@ impl KeyEncryptionKeyProvider for LocalRsaKeyProvider {
         algorithm: KeyWrapAlgorithm,
         dek: &DataEncryptionKey,
     ) -> Result<WrappedKey, KeyProviderError> {
+        tracing::debug!(kek_url, algorithm = algorithm.as_str(), "local RSA wrap");
         let key = self.key(kek_url)?;
         let public = key.as_public_key();
         let plain = dek.expose_secret();
@@ -253,6 +258,7 @@ impl KeyEncryptionKeyProvider for LocalRsaKeyProvider {
         algorithm: KeyWrapAlgorithm,
         wrapped: &[u8],
     ) -> Result<DataEncryptionKey, KeyProviderError> {
+        tracing::debug!(kek_url, algorithm = algorithm.as_str(), "local RSA unwrap");
         let key = self.key(kek_url)?;
         let invalid = || {
             KeyProviderError::new(

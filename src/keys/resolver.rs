@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 
 use crate::cipher::Algorithm;
 use crate::error::{Error, Result};
@@ -144,12 +145,19 @@ impl KeyResolver {
         key_id: &str,
         metadata: &KeyWrapMetadata,
     ) -> Result<&Arc<dyn KeyEncryptionKeyProvider>> {
-        self.provider_for(metadata)
-            .ok_or_else(|| Error::NoKeyProvider {
+        self.provider_for(metadata).ok_or_else(|| {
+            tracing::warn!(
+                key_id,
+                provider_type = metadata.provider_type(),
+                kek_url = metadata.kek_url(),
+                "no key-encryption-key provider for this key"
+            );
+            Error::NoKeyProvider {
                 key_id: key_id.to_owned(),
                 provider_type: metadata.provider_type().to_owned(),
                 kek_url: metadata.kek_url().to_owned(),
-            })
+            }
+        })
     }
 
     /// The unwrapped key of client encryption key `key_id`: from the cache, or unwrapped
@@ -161,8 +169,24 @@ impl KeyResolver {
     /// no provider serves its key-encryption key; [`Error::KeyProvider`] when the unwrap
     /// fails (its kind says why); key store errors.
     pub async fn resolve(&self, key_id: &str) -> Result<ResolvedKey> {
+        let span = tracing::debug_span!("resolve_key", key_id);
+        let result = self.resolve_inner(key_id).instrument(span).await;
+        if let Err(e) = &result {
+            tracing::warn!(key_id, error = %e, "key resolution failed");
+        }
+        result
+    }
+
+    async fn resolve_inner(&self, key_id: &str) -> Result<ResolvedKey> {
         let cek = self.read_key(key_id).await?;
-        let provider = self.provider(key_id, cek.key_wrap_metadata())?;
+        let metadata = cek.key_wrap_metadata();
+        let provider = self.provider(key_id, metadata)?;
+        tracing::trace!(
+            key_id,
+            kek_url = metadata.kek_url(),
+            provider = provider.provider_type(),
+            "resolving client encryption key"
+        );
         self.cache
             .get_or_unwrap(&CacheKey::for_resource(&cek), provider)
             .await
@@ -218,6 +242,11 @@ impl KeyResolver {
         let (metadata, wrapped) = self.wrap_verified(key_id, provider, kek, &dek).await?;
         let cek = ClientEncryptionKeyResource::new(key_id, algorithm, metadata, wrapped)?;
         self.store.create(cek.clone()).await?;
+        tracing::info!(
+            key_id,
+            kek_url = cek.key_wrap_metadata().kek_url(),
+            "client encryption key created"
+        );
         Ok(cek)
     }
 
@@ -260,6 +289,12 @@ impl KeyResolver {
         let new = current.with_wrapping(metadata, wrapped);
         self.store.replace(&current, new.clone()).await?;
         self.cache.invalidate(key_id);
+        tracing::info!(
+            key_id,
+            old_kek_url = current.key_wrap_metadata().kek_url(),
+            new_kek_url = new.key_wrap_metadata().kek_url(),
+            "client encryption key rewrapped"
+        );
         Ok(new)
     }
 
@@ -272,6 +307,7 @@ impl KeyResolver {
     pub async fn delete_key(&self, key_id: &str) -> Result<()> {
         self.store.delete(key_id).await?;
         self.cache.invalidate(key_id);
+        tracing::info!(key_id, "client encryption key deleted");
         Ok(())
     }
 

@@ -325,11 +325,13 @@ impl AzureKeyVaultProvider {
             key_version: url.version().map(str::to_owned),
             ..Default::default()
         };
+        tracing::debug!(kek_url = %shown, "Key Vault: get key");
         let key: Key = client
             .get_key(url.name(), Some(options))
             .await
             .and_then(|r| r.into_model())
-            .map_err(|e| map_error(&e, &shown, Operation::GetKey))?;
+            .map_err(|e| map_error(&e, &shown, Operation::GetKey))
+            .inspect_err(|e| log_failure(e, "get key"))?;
         let unsuitable = |why: String| {
             KeyProviderError::new(KeyProviderErrorKind::InvalidInput, shown.clone(), why)
         };
@@ -386,6 +388,18 @@ impl AzureKeyVaultProvider {
     }
 }
 
+/// A failed Key Vault request, as a `tracing` event: the key URL, the error kind and the
+/// message (never a token or key bytes).
+fn log_failure(e: &KeyProviderError, operation: &'static str) {
+    tracing::warn!(
+        kek_url = e.kek_url(),
+        kind = %e.kind(),
+        operation,
+        error = %e,
+        "Key Vault request failed"
+    );
+}
+
 fn request_body(algorithm: KeyWrapAlgorithm, value: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut encoded = Zeroizing::new(String::with_capacity(value.len() * 4 / 3 + 4));
     URL_SAFE_NO_PAD.encode_string(value, &mut encoded);
@@ -429,6 +443,7 @@ impl KeyEncryptionKeyProvider for AzureKeyVaultProvider {
         let url = self.resolve_key(kek_url).await?;
         let shown = url.to_string();
         let client = self.client(&url)?;
+        tracing::debug!(kek_url = %shown, algorithm = algorithm.as_str(), "Key Vault: wrapKey");
         let body = request_body(algorithm, dek.expose_secret());
         let options = KeyClientWrapKeyOptions {
             key_version: url.version().map(str::to_owned),
@@ -442,7 +457,8 @@ impl KeyEncryptionKeyProvider for AzureKeyVaultProvider {
             )
             .await
             .and_then(|r| r.into_model())
-            .map_err(|e| map_error(&e, &shown, Operation::WrapKey))?;
+            .map_err(|e| map_error(&e, &shown, Operation::WrapKey))
+            .inspect_err(|e| log_failure(e, "wrapKey"))?;
         let bytes = result.result.filter(|b| !b.is_empty()).ok_or_else(|| {
             KeyProviderError::new(
                 KeyProviderErrorKind::Other,
@@ -491,6 +507,7 @@ impl KeyEncryptionKeyProvider for AzureKeyVaultProvider {
             ));
         }
         let client = self.client(&url)?;
+        tracing::debug!(kek_url = %shown, algorithm = algorithm.as_str(), "Key Vault: unwrapKey");
         let body = request_body(algorithm, wrapped);
         let result = client
             .unwrap_key(
@@ -501,7 +518,8 @@ impl KeyEncryptionKeyProvider for AzureKeyVaultProvider {
             )
             .await
             .and_then(|r| r.into_model())
-            .map_err(|e| map_error(&e, &shown, Operation::UnwrapKey))?;
+            .map_err(|e| map_error(&e, &shown, Operation::UnwrapKey))
+            .inspect_err(|e| log_failure(e, "unwrapKey"))?;
         let bytes = Zeroizing::new(result.result.unwrap_or_default());
         DataEncryptionKey::from_bytes(&bytes).map_err(|_| {
             KeyProviderError::new(
