@@ -81,8 +81,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new = resolver
         .prepare(&policy("cek-2026")?, PrepareOptions::new())
         .await?;
-    let reencrypted = new.encrypt_str(&old.decrypt_str(&stored)?)?;
+    let (reencrypted, what) = always_encrypted::rotation::reencrypt_str(&old, &new, &stored)?;
+    assert_eq!(what, always_encrypted::rotation::Reencryption::Converted);
     assert_ne!(reencrypted, stored);
+    // Idempotent: a converted document passes through unchanged.
+    let (again, what) = always_encrypted::rotation::reencrypt_str(&old, &new, &reencrypted)?;
+    assert_eq!(
+        (again.as_str(), what),
+        (
+            reencrypted.as_str(),
+            always_encrypted::rotation::Reencryption::AlreadyConverted
+        )
+    );
     assert_eq!(new.decrypt_str(&reencrypted)?, doc);
     assert!(
         old.decrypt_str(&reencrypted).is_err(),
