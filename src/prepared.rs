@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cipher::EncryptionType;
+use crate::cipher::{Algorithm, EncryptionType, ModernKey};
 use crate::document::patch::{NumberType, PatchOperation, Target};
 use crate::document::tree::{self, Numbers};
-use crate::document::{DecryptReport, Engine, KeySlot, Op, text};
+use crate::document::{CellKey, DecryptReport, Engine, KeySlot, Op, text};
 use crate::error::{Error, Result};
 use crate::keys::ResolvedKey;
 use crate::path::{self, Segment};
@@ -76,6 +76,13 @@ impl PrepareOptions {
 /// Properties outside the policy are never touched. `/id` must be a string and is stored in
 /// the URL-safe base64 alphabet.
 ///
+/// Paths whose algorithm is `AE1_AES_256_GCM_HKDF_SHA256` (extended policies only) store
+/// `base64(AE1 bytes)` instead (version byte `0xA1` first; see
+/// [`cipher::modern`](crate::cipher::modern)), with subkeys derived once per (key id,
+/// policy path, mode) when the policy is prepared. Their ciphertexts are bound to the
+/// policy path: they do not decrypt under another path or key. Query parameters, partition
+/// keys, ids and patch values on such paths are encrypted the same way.
+///
 /// # Example
 ///
 /// ```
@@ -130,10 +137,10 @@ impl PreparedPolicy {
         F: FnMut(&str) -> Result<ResolvedKey>,
     {
         policy.validate_partition_key_paths(&options.partition_key_paths)?;
-        let mut slots: HashMap<&str, KeySlot> = HashMap::new();
+        let mut keys: HashMap<&str, std::result::Result<ResolvedKey, Arc<Error>>> = HashMap::new();
         for id in policy.key_ids() {
-            let slot = match lookup(id) {
-                Ok(key) if key.key_id() == id => KeySlot::Ready(key.cbc_hmac().clone()),
+            let key = match lookup(id) {
+                Ok(key) if key.key_id() == id => Ok(key),
                 Ok(key) => {
                     return Err(Error::InvalidKey {
                         key_id: id.to_owned(),
@@ -144,22 +151,33 @@ impl PreparedPolicy {
                     });
                 }
                 Err(e) if options.allow_unavailable_keys && e.is_key_unavailable() => {
-                    KeySlot::Unavailable {
-                        key_id: id.to_owned(),
-                        error: Arc::new(e),
-                    }
+                    Err(Arc::new(e))
                 }
                 Err(e) => return Err(e),
             };
-            slots.insert(id, slot);
+            keys.insert(id, key);
         }
-        let engine = Engine::new(policy, |id| match slots.get(id) {
-            Some(slot) => slot.clone(),
+        // Cell keys are derived here, once: per key id for the Cosmos algorithm, per
+        // (key id, path, mode) for AE1 (HKDF), never per value.
+        let engine = Engine::new(policy, |p| match keys.get(p.key_id()) {
+            Some(Ok(key)) => KeySlot::Ready(match p.algorithm() {
+                Algorithm::Ae1Aes256GcmHkdfSha256 => CellKey::Ae1(Arc::new(ModernKey::new(
+                    key.dek(),
+                    p.key_id(),
+                    p.path(),
+                    p.encryption_type(),
+                ))),
+                Algorithm::AeadAes256CbcHmacSha256 => CellKey::Cosmos(key.cbc_hmac().clone()),
+            }),
+            Some(Err(error)) => KeySlot::Unavailable {
+                key_id: p.key_id().to_owned(),
+                error: Arc::clone(error),
+            },
             // Unreachable: every key id of the policy was looked up above.
             None => KeySlot::Unavailable {
-                key_id: id.to_owned(),
+                key_id: p.key_id().to_owned(),
                 error: Arc::new(Error::KeyNotFound {
-                    key_id: id.to_owned(),
+                    key_id: p.key_id().to_owned(),
                 }),
             },
         });
@@ -689,7 +707,8 @@ impl fmt::Debug for PreparedPolicy {
                             s.mode,
                             s.key.key_id(),
                             match s.key {
-                                KeySlot::Ready(_) => "",
+                                KeySlot::Ready(CellKey::Cosmos(_)) => "",
+                                KeySlot::Ready(CellKey::Ae1(_)) => " AE1",
                                 KeySlot::Unavailable { .. } => " (unavailable)",
                             }
                         )

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use serde_json::{Number, Value};
 use zeroize::Zeroizing;
 
-use crate::cipher::{CbcHmacKey, EncryptionType};
+use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey};
 use crate::error::{Error, Result};
 
 /// The type of an encrypted value, stored in clear as the first byte of the stored form.
@@ -515,6 +515,91 @@ pub(crate) fn decrypt_stored_into(
     }
     key.decrypt_into(ciphertext, plain)?;
     Ok(marker)
+}
+
+// ---- AE1 (the modern suite): the stored form is base64(AE1 bytes), no separate marker ----
+
+/// Appends `base64(AE1 bytes)` of `plaintext` to `out`, using `scratch` (cleared first) for
+/// the binary form. `out` is unchanged on error.
+pub(crate) fn ae1_encrypt_to_stored_into(
+    key: &ModernKey,
+    plaintext: &Plaintext<'_>,
+    alphabet: Alphabet,
+    scratch: &mut Vec<u8>,
+    out: &mut String,
+) -> Result<()> {
+    scratch.clear();
+    scratch.reserve(ModernKey::ciphertext_len(plaintext.as_bytes().len()));
+    key.encrypt_into(plaintext.marker() as u8, plaintext.as_bytes(), scratch)?;
+    alphabet.engine().encode_string(&scratch[..], out);
+    Ok(())
+}
+
+/// Like [`ae1_encrypt_to_stored_into`], appending to a byte buffer.
+pub(crate) fn ae1_encrypt_to_stored_bytes_into(
+    key: &ModernKey,
+    plaintext: &Plaintext<'_>,
+    alphabet: Alphabet,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    scratch.clear();
+    scratch.reserve(ModernKey::ciphertext_len(plaintext.as_bytes().len()));
+    key.encrypt_into(plaintext.marker() as u8, plaintext.as_bytes(), scratch)?;
+    append_base64(&scratch[..], alphabet, out)
+}
+
+/// Decodes and decrypts an `AE1` stored value into `plain`; returns its (authenticated)
+/// type marker. Errors name the key id; a payload that does not fit its marker is found
+/// later, as for the Cosmos form.
+pub(crate) fn ae1_decrypt_stored_into(
+    key: &ModernKey,
+    stored: &str,
+    alphabet: Alphabet,
+    raw: &mut Vec<u8>,
+    plain: &mut Zeroizing<Vec<u8>>,
+) -> Result<TypeMarker> {
+    let malformed = |reason| Error::MalformedCiphertext {
+        path: String::new(),
+        key_id: key.key_id().to_owned(),
+        reason,
+    };
+    raw.clear();
+    alphabet
+        .engine()
+        .decode_vec(stored, raw)
+        .map_err(|_| malformed("not valid base64"))?;
+    if raw.first().is_some_and(|b| (1..=5).contains(b)) {
+        return Err(malformed(
+            "a value in the Cosmos format (AEAD_AES_256_CBC_HMAC_SHA256) on an AE1 path",
+        ));
+    }
+    let marker = key.decrypt_into(raw, plain)?;
+    match TypeMarker::try_from(marker) {
+        Ok(TypeMarker::Null) | Err(_) => {
+            plain.fill(0);
+            plain.clear();
+            Err(malformed("an unknown or Null type marker"))
+        }
+        Ok(m) => Ok(m),
+    }
+}
+
+fn append_base64(bytes: &[u8], alphabet: Alphabet, out: &mut Vec<u8>) -> Result<()> {
+    let internal = || Error::UnsupportedValue {
+        path: String::new(),
+        reason: "internal error: base64 length".into(),
+    };
+    let len = base64::encoded_len(bytes.len(), true).ok_or_else(internal)?;
+    let start = out.len();
+    out.resize(start + len, 0);
+    match alphabet.engine().encode_slice(bytes, &mut out[start..]) {
+        Ok(n) if n == len => Ok(()),
+        _ => {
+            out.truncate(start);
+            Err(internal())
+        }
+    }
 }
 
 /// Decrypted plaintext bytes with their marker as a JSON value; the reason on error.

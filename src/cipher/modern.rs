@@ -165,6 +165,16 @@ impl ModernKey {
         }
     }
 
+    /// The client encryption key id this key was derived for.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The path this key was derived for (and binds every value to).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The encryption type this key was derived for.
     pub fn encryption_type(&self) -> EncryptionType {
         match self.cipher {
