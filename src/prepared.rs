@@ -814,3 +814,71 @@ async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F:
     .await;
     pending.into_iter().flatten().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::DataEncryptionKey;
+    use crate::policy::PolicyMode;
+
+    #[test]
+    fn ae1_subkeys_are_derived_once_per_path_when_preparing() {
+        let policy = ClientEncryptionPolicy::from_json_with(
+            r#"{"includedPaths": [
+              {"path": "/a", "clientEncryptionKeyId": "k1", "encryptionType": "Deterministic",
+               "encryptionAlgorithm": "AE1_AES_256_GCM_HKDF_SHA256"},
+              {"path": "/b/[]/c", "clientEncryptionKeyId": "k1", "encryptionType": "Randomized",
+               "encryptionAlgorithm": "AE1_AES_256_GCM_HKDF_SHA256"},
+              {"path": "/d", "clientEncryptionKeyId": "k1", "encryptionType": "Deterministic",
+               "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}],
+              "policyFormatVersion": 2}"#,
+            PolicyMode::Extended,
+        )
+        .unwrap();
+        let mut lookups = 0;
+        let p = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+            lookups += 1;
+            Ok(ResolvedKey::new(
+                id,
+                DataEncryptionKey::from_bytes(&[3; 32]).unwrap(),
+            ))
+        })
+        .unwrap();
+        assert_eq!(lookups, 1, "one lookup per key id");
+        let keys: Vec<_> = p
+            .inner
+            .engine
+            .selected_paths()
+            .iter()
+            .map(|s| match &s.key {
+                KeySlot::Ready(CellKey::Ae1(k)) => {
+                    Some((k.key_id(), k.path(), k.encryption_type(), Arc::clone(k)))
+                }
+                _ => None,
+            })
+            .collect();
+        let (id, path, mode, a) = keys[0].clone().unwrap();
+        assert_eq!(
+            (id, path, mode),
+            ("k1", "/a", EncryptionType::Deterministic)
+        );
+        let (_, path, mode, _) = keys[1].clone().unwrap();
+        assert_eq!((path, mode), ("/b/[]/c", EncryptionType::Randomized));
+        assert!(keys[2].is_none(), "/d uses the Cosmos algorithm");
+        // Encrypting uses the prepared subkeys; clones share them.
+        let enc = p
+            .encrypt_str(r#"{"a": "x", "b": [{"c": 1}], "d": true}"#)
+            .unwrap();
+        assert_eq!(
+            p.clone().decrypt_str(&enc).unwrap(),
+            r#"{"a": "x", "b": [{"c": 1}], "d": true}"#
+        );
+        let q = p.clone();
+        match &q.inner.engine.selected_paths()[0].key {
+            KeySlot::Ready(CellKey::Ae1(k)) => assert!(Arc::ptr_eq(k, &a)),
+            _ => unreachable!(),
+        }
+        let debug = format!("{p:?}");
+        assert!(debug.contains("/a Deterministic key 'k1' AE1") && !debug.contains("[3, 3"));
+    }
+}
