@@ -7,6 +7,13 @@ Usage: python3 scripts/ae1_reference.py > tests/vectors/ae1.json
 
 Randomized vectors use a fixed nonce here so the file is reproducible; the Rust test only
 decrypts them.
+
+It also writes whole-document vectors ("documents"): an extended-mode policy whose paths use
+AE1_AES_256_GCM_HKDF_SHA256, a plaintext document and its encrypted form, produced by the
+document rules of the crate (every primitive leaf under a selected path is encrypted with
+the subkeys of the *policy* path; objects and arrays keep their shape; null stays null;
+/id uses the URL-safe base64 alphabet; numbers: an int64 is a Long, anything else a Double;
+booleans are 8-byte little-endian 1 or 0).
 """
 import base64
 import hashlib
@@ -55,6 +62,112 @@ def encrypt(dek, key_id, path, mode, marker, pt, nonce=None):
     return header + nonce + ct_and_tag
 
 
+def b64(stored: bytes, url_safe: bool) -> str:
+    return (base64.urlsafe_b64encode if url_safe else base64.b64encode)(stored).decode()
+
+
+class Nonces:
+    """Fixed nonces for randomized leaves, so the file is reproducible."""
+
+    def __init__(self, seed: int):
+        self.n = seed
+
+    def next(self) -> bytes:
+        self.n += 1
+        return hashlib.sha256(b"ae1 vector nonce" + bytes([self.n & 0xFF, self.n >> 8])).digest()[:12]
+
+
+def leaf_plaintext(v):
+    if isinstance(v, bool):
+        return 2, struct.pack("<q", 1 if v else 0)
+    if isinstance(v, int):
+        return 4, struct.pack("<q", v)  # the vectors only hold int64s
+    if isinstance(v, float):
+        return 3, struct.pack("<d", v)
+    if isinstance(v, str):
+        return 5, v.encode()
+    raise TypeError(type(v))
+
+
+def encrypt_leaves(v, dek, key_id, path, mode, url_safe, nonces):
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return {k: encrypt_leaves(x, dek, key_id, path, mode, url_safe, nonces) for k, x in v.items()}
+    if isinstance(v, list):
+        return [encrypt_leaves(x, dek, key_id, path, mode, url_safe, nonces) for x in v]
+    marker, pt = leaf_plaintext(v)
+    nonce = nonces.next() if mode == "Randomized" else None
+    return b64(encrypt(dek, key_id, path, mode, marker, pt, nonce), url_safe)
+
+
+def select(v, segments, entry, deks, nonces):
+    if not segments:
+        return encrypt_leaves(v, deks[entry["clientEncryptionKeyId"]], entry["clientEncryptionKeyId"],
+                              entry["path"], entry["encryptionType"], entry["path"] == "/id", nonces)
+    seg, rest = segments[0], segments[1:]
+    if seg == "[]":
+        return [select(x, rest, entry, deks, nonces) for x in v] if isinstance(v, list) else v
+    if isinstance(v, dict) and seg in v:
+        v = dict(v)
+        v[seg] = select(v[seg], rest, entry, deks, nonces)
+    return v
+
+
+def encrypt_document(doc, policy, deks, nonces):
+    for entry in policy["includedPaths"]:
+        doc = select(doc, entry["path"].split("/")[1:], entry, deks, nonces)
+    return doc
+
+
+def ae1_entry(path, key_id, mode):
+    return {"path": path, "clientEncryptionKeyId": key_id, "encryptionType": mode,
+            "encryptionAlgorithm": "AE1_AES_256_GCM_HKDF_SHA256"}
+
+
+def document_vectors():
+    deks = {
+        "cek1": bytes.fromhex("4d7dd4e7867e93b767ace005a2af32a2fc5dc4bd669a117beca2778a15ee8a45"),
+        "cek2": bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"),
+    }
+    cases = [
+        ("top-level, deterministic, every type",
+         [ae1_entry("/id", "cek1", "Deterministic"), ae1_entry("/ssn", "cek1", "Deterministic"),
+          ae1_entry("/age", "cek2", "Deterministic"), ae1_entry("/score", "cek2", "Deterministic"),
+          ae1_entry("/active", "cek1", "Deterministic"), ae1_entry("/nothing", "cek1", "Deterministic")],
+         {"id": "doc-1", "ssn": "123-45-6789", "age": 42, "score": 3.25, "active": True,
+          "nothing": None, "name": "Ada", "absent-from-policy": [1, 2]}),
+        ("an encrypted object and array: leaves bound to the policy path",
+         [ae1_entry("/address", "cek1", "Deterministic"), ae1_entry("/tags", "cek2", "Deterministic")],
+         {"id": "doc-2", "address": {"street": "1 Main St", "zip": 98052, "geo": [47.6, -122.3],
+                                     "unit": None, "empty": {}},
+          "tags": ["a", "b", "a", True, -7], "plain": {"x": 1}}),
+        ("extended paths: nested and array elements",
+         [ae1_entry("/patient/ssn", "cek1", "Deterministic"),
+          ae1_entry("/cards/[]/number", "cek2", "Deterministic"),
+          ae1_entry("/cards/[]/cvv", "cek2", "Deterministic")],
+         {"id": "doc-3", "patient": {"ssn": "987-65-4321", "name": "Bob"},
+          "cards": [{"number": "4111111111111111", "cvv": 123, "brand": "visa"},
+                    {"number": "5500000000000004", "cvv": 456}, {"brand": "none"}]}),
+        ("randomized paths (fixed nonces here; the Rust test only decrypts)",
+         [ae1_entry("/notes", "cek1", "Randomized"), ae1_entry("/history", "cek2", "Randomized"),
+          ae1_entry("/ssn", "cek1", "Deterministic")],
+         {"id": "doc-4", "notes": "zoë wrote this ☕", "history": [{"at": 1700000000, "ok": False}],
+          "ssn": "123-45-6789"}),
+    ]
+    out = []
+    nonces = Nonces(0)
+    for name, paths, doc in cases:
+        policy = {"includedPaths": paths, "policyFormatVersion": 2}
+        out.append({
+            "name": name,
+            "policy": policy,
+            "plaintext": doc,
+            "encrypted": encrypt_document(doc, policy, deks, nonces),
+        })
+    return {k: v.hex() for k, v in deks.items()}, out
+
+
 def main():
     dek = bytes.fromhex("4d7dd4e7867e93b767ace005a2af32a2fc5dc4bd669a117beca2778a15ee8a45")
     cases = [
@@ -81,11 +194,14 @@ def main():
             "plaintextHex": pt.hex(),
             "stored": base64.b64encode(stored).decode(),
         })
+    document_keys, documents = document_vectors()
     print(json.dumps({
         "_comment": "AE1 known-answer vectors from scripts/ae1_reference.py (Python cryptography, independent of the Rust code)",
         "dekHex": dek.hex(),
         "vectors": vectors,
-    }, indent=2))
+        "documentKeys": document_keys,
+        "documents": documents,
+    }, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,29 @@ impl EncryptionPath {
         })
     }
 
+    /// The same path with another cell algorithm (the default is
+    /// `AEAD_AES_256_CBC_HMAC_SHA256`). [`Algorithm::Ae1Aes256GcmHkdfSha256`] is accepted by
+    /// [`ClientEncryptionPolicy::new`] only in [`PolicyMode::Extended`].
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{Algorithm, EncryptionType};
+    /// use always_encrypted::{ClientEncryptionPolicy, EncryptionPath, PolicyFormatVersion, PolicyMode};
+    ///
+    /// let ssn = EncryptionPath::new("/ssn", "cek1", EncryptionType::Deterministic)?
+    ///     .with_algorithm(Algorithm::Ae1Aes256GcmHkdfSha256);
+    /// let paths = vec![ssn];
+    /// assert!(ClientEncryptionPolicy::new(paths.clone(), PolicyFormatVersion::V2,
+    ///     PolicyMode::CosmosCompatible).is_err());
+    /// let policy = ClientEncryptionPolicy::new(paths, PolicyFormatVersion::V2, PolicyMode::Extended)?;
+    /// assert_eq!(policy.included_paths()[0].algorithm(), Algorithm::Ae1Aes256GcmHkdfSha256);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
     /// The path as written in the policy, e.g. `/ssn`.
     pub fn path(&self) -> &str {
         &self.path
@@ -165,8 +188,22 @@ impl EncryptionPath {
 /// `policyFormatVersion` is 1 or 2 (missing means 1); paths are non-empty, start with `/`,
 /// are not `/`, have no empty segments, are unique and none is under another;
 /// `encryptionType` is exactly `Deterministic` or `Randomized`; the algorithm is
-/// `AEAD_AES_256_CBC_HMAC_SHA256`; `/id` is Deterministic and needs version 2 and nothing
-/// can be under it; in Cosmos-compatible mode every path is top-level. Partition-key paths
+/// `AEAD_AES_256_CBC_HMAC_SHA256` or `AE1_AES_256_GCM_HKDF_SHA256`; `/id` is Deterministic
+/// and needs version 2 and nothing can be under it; in Cosmos-compatible mode every path
+/// is top-level and uses `AEAD_AES_256_CBC_HMAC_SHA256`.
+///
+/// # Algorithms
+///
+/// Each path names its cell algorithm in `encryptionAlgorithm`:
+/// `AEAD_AES_256_CBC_HMAC_SHA256` (the Cosmos DB algorithm, readable by the Microsoft
+/// SDKs; the only one allowed in [`PolicyMode::CosmosCompatible`], the default) or
+/// `AE1_AES_256_GCM_HKDF_SHA256` (this crate's modern suite, see
+/// [`cipher::modern`](crate::cipher::modern); needs [`PolicyMode::Extended`], because the
+/// Microsoft SDKs cannot read it). Both may be mixed in one policy. The client encryption
+/// key's own `encryptionAlgorithm` is not checked against the path's: a data-encryption key
+/// is 32 random bytes, and each algorithm derives its own subkeys from it (domain
+/// separated), so one key, created as `AEAD_AES_256_CBC_HMAC_SHA256` as Cosmos DB expects,
+/// can serve paths of both algorithms. Partition-key paths
 /// (Deterministic, version 2) are checked when the policy is prepared, or with
 /// [`validate_partition_key_paths`](Self::validate_partition_key_paths).
 ///
@@ -215,6 +252,17 @@ impl ClientEncryptionPolicy {
                     &p.path,
                     "only top-level paths are allowed in Cosmos-compatible mode \
                      (nested paths and arrays need PolicyMode::Extended)",
+                ));
+            }
+            if mode == PolicyMode::CosmosCompatible && !p.algorithm.is_cosmos_compatible() {
+                return Err(invalid(
+                    &p.path,
+                    &format!(
+                        "{} cannot be read by the Microsoft SDKs, so Cosmos-compatible mode \
+                         refuses it (use {} or PolicyMode::Extended)",
+                        p.algorithm,
+                        Algorithm::AeadAes256CbcHmacSha256
+                    ),
                 ));
             }
             if matches!(p.segments.first(), Some(Segment::Property(n)) if &**n == "id") {
@@ -430,8 +478,9 @@ fn parse_included_path(i: usize, item: &Value) -> Result<EncryptionPath> {
         invalid(
             path,
             &format!(
-                "unknown encryptionAlgorithm '{alg}' (supported: {})",
-                Algorithm::AeadAes256CbcHmacSha256
+                "unknown encryptionAlgorithm '{alg}' (supported: {}, {})",
+                Algorithm::AeadAes256CbcHmacSha256,
+                Algorithm::Ae1Aes256GcmHkdfSha256
             ),
         )
     })?;
@@ -546,6 +595,43 @@ mod tests {
             assert_eq!(path, "");
             assert!(reason.contains("policyFormatVersion"), "{bad}: {reason}");
         }
+    }
+
+    #[test]
+    fn ae1_needs_extended_mode_and_round_trips() {
+        let mut e = entry("/ssn", "Deterministic");
+        e["encryptionAlgorithm"] = json!("AE1_AES_256_GCM_HKDF_SHA256");
+        let v = policy(vec![e, entry("/notes", "Randomized")], Some(2));
+        let (path, reason) = err(&v, PolicyMode::CosmosCompatible);
+        assert_eq!(path, "/ssn");
+        assert!(
+            reason.contains("AE1_AES_256_GCM_HKDF_SHA256")
+                && reason.contains("Microsoft SDKs")
+                && reason.contains("PolicyMode::Extended"),
+            "{reason}"
+        );
+        let p = ClientEncryptionPolicy::from_value_with(&v, PolicyMode::Extended).unwrap();
+        assert_eq!(
+            p.get("/ssn").unwrap().algorithm(),
+            Algorithm::Ae1Aes256GcmHkdfSha256
+        );
+        assert_eq!(
+            p.get("/notes").unwrap().algorithm(),
+            Algorithm::AeadAes256CbcHmacSha256
+        );
+        assert_eq!(p.to_value(), v);
+    }
+
+    #[test]
+    fn unknown_algorithm_names_the_supported_ones() {
+        let mut e = entry("/ssn", "Deterministic");
+        e["encryptionAlgorithm"] = json!("AES_GCM");
+        let (path, reason) = err(&policy(vec![e], Some(2)), PolicyMode::Extended);
+        assert_eq!(path, "/ssn");
+        assert!(
+            reason.contains("AES_GCM") && reason.contains("AE1_AES_256_GCM_HKDF_SHA256"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cipher::EncryptionType;
+use crate::cipher::{Algorithm, EncryptionType, ModernKey};
 use crate::document::patch::{NumberType, PatchOperation, Target};
 use crate::document::tree::{self, Numbers};
-use crate::document::{DecryptReport, Engine, KeySlot, Op, SkippedProperty, text};
+use crate::document::{CellKey, DecryptReport, Engine, KeySlot, Op, SkippedProperty, text};
 use crate::error::{Error, Result};
 use crate::keys::ResolvedKey;
 use crate::path::{self, Segment};
@@ -76,6 +76,13 @@ impl PrepareOptions {
 /// Properties outside the policy are never touched. `/id` must be a string and is stored in
 /// the URL-safe base64 alphabet.
 ///
+/// Paths whose algorithm is `AE1_AES_256_GCM_HKDF_SHA256` (extended policies only) store
+/// `base64(AE1 bytes)` instead (version byte `0xA1` first; see
+/// [`cipher::modern`](crate::cipher::modern)), with subkeys derived once per (key id,
+/// policy path, mode) when the policy is prepared. Their ciphertexts are bound to the
+/// policy path: they do not decrypt under another path or key. Query parameters, partition
+/// keys, ids and patch values on such paths are encrypted the same way.
+///
 /// # Example
 ///
 /// ```
@@ -130,10 +137,10 @@ impl PreparedPolicy {
         F: FnMut(&str) -> Result<ResolvedKey>,
     {
         policy.validate_partition_key_paths(&options.partition_key_paths)?;
-        let mut slots: HashMap<&str, KeySlot> = HashMap::new();
+        let mut keys: HashMap<&str, std::result::Result<ResolvedKey, Arc<Error>>> = HashMap::new();
         for id in policy.key_ids() {
-            let slot = match lookup(id) {
-                Ok(key) if key.key_id() == id => KeySlot::Ready(key.cbc_hmac().clone()),
+            let key = match lookup(id) {
+                Ok(key) if key.key_id() == id => Ok(key),
                 Ok(key) => {
                     return Err(Error::InvalidKey {
                         key_id: id.to_owned(),
@@ -150,22 +157,33 @@ impl PreparedPolicy {
                         "key unavailable: its properties will be left encrypted by lenient \
                          decryption"
                     );
-                    KeySlot::Unavailable {
-                        key_id: id.to_owned(),
-                        error: Arc::new(e),
-                    }
+                    Err(Arc::new(e))
                 }
                 Err(e) => return Err(e),
             };
-            slots.insert(id, slot);
+            keys.insert(id, key);
         }
-        let engine = Engine::new(policy, |id| match slots.get(id) {
-            Some(slot) => slot.clone(),
+        // Cell keys are derived here, once: per key id for the Cosmos algorithm, per
+        // (key id, path, mode) for AE1 (HKDF), never per value.
+        let engine = Engine::new(policy, |p| match keys.get(p.key_id()) {
+            Some(Ok(key)) => KeySlot::Ready(match p.algorithm() {
+                Algorithm::Ae1Aes256GcmHkdfSha256 => CellKey::Ae1(Arc::new(ModernKey::new(
+                    key.dek(),
+                    p.key_id(),
+                    p.path(),
+                    p.encryption_type(),
+                ))),
+                Algorithm::AeadAes256CbcHmacSha256 => CellKey::Cosmos(key.cbc_hmac().clone()),
+            }),
+            Some(Err(error)) => KeySlot::Unavailable {
+                key_id: p.key_id().to_owned(),
+                error: Arc::clone(error),
+            },
             // Unreachable: every key id of the policy was looked up above.
             None => KeySlot::Unavailable {
-                key_id: id.to_owned(),
+                key_id: p.key_id().to_owned(),
                 error: Arc::new(Error::KeyNotFound {
-                    key_id: id.to_owned(),
+                    key_id: p.key_id().to_owned(),
                 }),
             },
         });
@@ -698,7 +716,8 @@ impl fmt::Debug for PreparedPolicy {
                             s.mode,
                             s.key.key_id(),
                             match s.key {
-                                KeySlot::Ready(_) => "",
+                                KeySlot::Ready(CellKey::Cosmos(_)) => "",
+                                KeySlot::Ready(CellKey::Ae1(_)) => " AE1",
                                 KeySlot::Unavailable { .. } => " (unavailable)",
                             }
                         )
@@ -814,4 +833,72 @@ async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F:
     })
     .await;
     pending.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::DataEncryptionKey;
+    use crate::policy::PolicyMode;
+
+    #[test]
+    fn ae1_subkeys_are_derived_once_per_path_when_preparing() {
+        let policy = ClientEncryptionPolicy::from_json_with(
+            r#"{"includedPaths": [
+              {"path": "/a", "clientEncryptionKeyId": "k1", "encryptionType": "Deterministic",
+               "encryptionAlgorithm": "AE1_AES_256_GCM_HKDF_SHA256"},
+              {"path": "/b/[]/c", "clientEncryptionKeyId": "k1", "encryptionType": "Randomized",
+               "encryptionAlgorithm": "AE1_AES_256_GCM_HKDF_SHA256"},
+              {"path": "/d", "clientEncryptionKeyId": "k1", "encryptionType": "Deterministic",
+               "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}],
+              "policyFormatVersion": 2}"#,
+            PolicyMode::Extended,
+        )
+        .unwrap();
+        let mut lookups = 0;
+        let p = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+            lookups += 1;
+            Ok(ResolvedKey::new(
+                id,
+                DataEncryptionKey::from_bytes(&[3; 32]).unwrap(),
+            ))
+        })
+        .unwrap();
+        assert_eq!(lookups, 1, "one lookup per key id");
+        let keys: Vec<_> = p
+            .inner
+            .engine
+            .selected_paths()
+            .iter()
+            .map(|s| match &s.key {
+                KeySlot::Ready(CellKey::Ae1(k)) => {
+                    Some((k.key_id(), k.path(), k.encryption_type(), Arc::clone(k)))
+                }
+                _ => None,
+            })
+            .collect();
+        let (id, path, mode, a) = keys[0].clone().unwrap();
+        assert_eq!(
+            (id, path, mode),
+            ("k1", "/a", EncryptionType::Deterministic)
+        );
+        let (_, path, mode, _) = keys[1].clone().unwrap();
+        assert_eq!((path, mode), ("/b/[]/c", EncryptionType::Randomized));
+        assert!(keys[2].is_none(), "/d uses the Cosmos algorithm");
+        // Encrypting uses the prepared subkeys; clones share them.
+        let enc = p
+            .encrypt_str(r#"{"a": "x", "b": [{"c": 1}], "d": true}"#)
+            .unwrap();
+        assert_eq!(
+            p.clone().decrypt_str(&enc).unwrap(),
+            r#"{"a": "x", "b": [{"c": 1}], "d": true}"#
+        );
+        let q = p.clone();
+        match &q.inner.engine.selected_paths()[0].key {
+            KeySlot::Ready(CellKey::Ae1(k)) => assert!(Arc::ptr_eq(k, &a)),
+            _ => unreachable!(),
+        }
+        let debug = format!("{p:?}");
+        assert!(debug.contains("/a Deterministic key 'k1' AE1") && !debug.contains("[3, 3"));
+    }
 }

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use serde_json::{Number, Value};
 use zeroize::Zeroizing;
 
-use crate::cipher::{CbcHmacKey, EncryptionType};
+use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey};
 use crate::error::{Error, Result};
 
 /// The type of an encrypted value, stored in clear as the first byte of the stored form.
@@ -517,6 +517,152 @@ pub(crate) fn decrypt_stored_into(
     Ok(marker)
 }
 
+// ---- AE1 (the modern suite): the stored form is base64(AE1 bytes), no separate marker ----
+
+/// Encrypts one JSON leaf with the `AE1` suite into its stored JSON string,
+/// `base64(AE1 bytes)` in the standard alphabet (the type marker is inside, authenticated);
+/// `null` stays `null`. The value is bound to `key`'s key id and path.
+///
+/// # Errors
+///
+/// As [`Plaintext::from_json`] and [`ModernKey::encrypt`].
+///
+/// # Example
+///
+/// ```
+/// use always_encrypted::cipher::{EncryptionType, ModernKey};
+/// use always_encrypted::keys::DataEncryptionKey;
+/// use always_encrypted::value::{decrypt_value_ae1, encrypt_value_ae1};
+/// use serde_json::json;
+///
+/// let dek = DataEncryptionKey::generate()?;
+/// let age = ModernKey::new(&dek, "cek1", "/age", EncryptionType::Deterministic);
+/// let stored = encrypt_value_ae1(&age, &json!(42))?;
+/// assert_eq!(decrypt_value_ae1(&age, &stored)?, json!(42));
+/// let other = ModernKey::new(&dek, "cek1", "/score", EncryptionType::Deterministic);
+/// assert!(decrypt_value_ae1(&other, &stored).is_err());
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
+pub fn encrypt_value_ae1(key: &ModernKey, v: &Value) -> Result<Value> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let pt = Plaintext::from_json(v)?;
+    let mut out = String::new();
+    ae1_encrypt_to_stored_into(key, &pt, Alphabet::Standard, &mut Vec::new(), &mut out)?;
+    Ok(Value::String(out))
+}
+
+/// Decrypts one `AE1` stored JSON value (a string in the standard alphabet); `null` stays
+/// `null`.
+///
+/// # Errors
+///
+/// [`Error::MalformedCiphertext`] when `v` is neither a string nor `null`, for bad base64,
+/// a value that is not `AE1`, or a payload that does not fit its marker;
+/// [`Error::DecryptionFailed`] when authentication fails (tampered, another key, path or
+/// mode, a changed marker).
+pub fn decrypt_value_ae1(key: &ModernKey, v: &Value) -> Result<Value> {
+    let malformed = |reason| Error::MalformedCiphertext {
+        path: key.path().to_owned(),
+        key_id: key.key_id().to_owned(),
+        reason,
+    };
+    let stored = match v {
+        Value::Null => return Ok(Value::Null),
+        Value::String(s) => s,
+        _ => return Err(malformed("an encrypted value must be a JSON string")),
+    };
+    let mut plain = Zeroizing::new(Vec::new());
+    let marker =
+        ae1_decrypt_stored_into(key, stored, Alphabet::Standard, &mut Vec::new(), &mut plain)
+            .map_err(|e| e.at_path(key.path()))?;
+    deserialize(marker, &plain).map_err(malformed)
+}
+
+/// Appends `base64(AE1 bytes)` of `plaintext` to `out`, using `scratch` (cleared first) for
+/// the binary form. `out` is unchanged on error.
+pub(crate) fn ae1_encrypt_to_stored_into(
+    key: &ModernKey,
+    plaintext: &Plaintext<'_>,
+    alphabet: Alphabet,
+    scratch: &mut Vec<u8>,
+    out: &mut String,
+) -> Result<()> {
+    scratch.clear();
+    scratch.reserve(ModernKey::ciphertext_len(plaintext.as_bytes().len()));
+    key.encrypt_into(plaintext.marker() as u8, plaintext.as_bytes(), scratch)?;
+    alphabet.engine().encode_string(&scratch[..], out);
+    Ok(())
+}
+
+/// Like [`ae1_encrypt_to_stored_into`], appending to a byte buffer.
+pub(crate) fn ae1_encrypt_to_stored_bytes_into(
+    key: &ModernKey,
+    plaintext: &Plaintext<'_>,
+    alphabet: Alphabet,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    scratch.clear();
+    scratch.reserve(ModernKey::ciphertext_len(plaintext.as_bytes().len()));
+    key.encrypt_into(plaintext.marker() as u8, plaintext.as_bytes(), scratch)?;
+    append_base64(&scratch[..], alphabet, out)
+}
+
+/// Decodes and decrypts an `AE1` stored value into `plain`; returns its (authenticated)
+/// type marker. Errors name the key id; a payload that does not fit its marker is found
+/// later, as for the Cosmos form.
+pub(crate) fn ae1_decrypt_stored_into(
+    key: &ModernKey,
+    stored: &str,
+    alphabet: Alphabet,
+    raw: &mut Vec<u8>,
+    plain: &mut Zeroizing<Vec<u8>>,
+) -> Result<TypeMarker> {
+    let malformed = |reason| Error::MalformedCiphertext {
+        path: String::new(),
+        key_id: key.key_id().to_owned(),
+        reason,
+    };
+    raw.clear();
+    alphabet
+        .engine()
+        .decode_vec(stored, raw)
+        .map_err(|_| malformed("not valid base64"))?;
+    if raw.first().is_some_and(|b| (1..=5).contains(b)) {
+        return Err(malformed(
+            "a value in the Cosmos format (AEAD_AES_256_CBC_HMAC_SHA256) on an AE1 path",
+        ));
+    }
+    let marker = key.decrypt_into(raw, plain)?;
+    match TypeMarker::try_from(marker) {
+        Ok(TypeMarker::Null) | Err(_) => {
+            plain.fill(0);
+            plain.clear();
+            Err(malformed("an unknown or Null type marker"))
+        }
+        Ok(m) => Ok(m),
+    }
+}
+
+fn append_base64(bytes: &[u8], alphabet: Alphabet, out: &mut Vec<u8>) -> Result<()> {
+    let internal = || Error::UnsupportedValue {
+        path: String::new(),
+        reason: "internal error: base64 length".into(),
+    };
+    let len = base64::encoded_len(bytes.len(), true).ok_or_else(internal)?;
+    let start = out.len();
+    out.resize(start + len, 0);
+    match alphabet.engine().encode_slice(bytes, &mut out[start..]) {
+        Ok(n) if n == len => Ok(()),
+        _ => {
+            out.truncate(start);
+            Err(internal())
+        }
+    }
+}
+
 /// Decrypted plaintext bytes with their marker as a JSON value; the reason on error.
 pub(crate) fn plaintext_to_json(
     marker: TypeMarker,
@@ -569,6 +715,46 @@ mod tests {
 
     fn key() -> CbcHmacKey {
         CbcHmacKey::new("k", &DataEncryptionKey::from_bytes(&[3; 32]).unwrap())
+    }
+
+    #[test]
+    fn ae1_values_round_trip_and_refuse_other_forms() {
+        let dek = DataEncryptionKey::from_bytes(&[3; 32]).unwrap();
+        let k = ModernKey::new(&dek, "k", "/p", EncryptionType::Randomized);
+        for v in [
+            json!("s"),
+            json!(""),
+            json!(-7),
+            json!(2.5),
+            json!(true),
+            json!(false),
+        ] {
+            let stored = encrypt_value_ae1(&k, &v).unwrap();
+            let raw = STANDARD.decode(stored.as_str().unwrap()).unwrap();
+            assert_eq!(raw[0], crate::cipher::modern::VERSION);
+            assert_eq!(raw[2], Plaintext::from_json(&v).unwrap().marker() as u8);
+            assert_eq!(decrypt_value_ae1(&k, &stored).unwrap(), v);
+        }
+        assert_eq!(encrypt_value_ae1(&k, &Value::Null).unwrap(), Value::Null);
+        assert_eq!(decrypt_value_ae1(&k, &Value::Null).unwrap(), Value::Null);
+        // A Cosmos value, a number, bad base64: malformed, naming the path and key.
+        let cosmos = encrypt_value(&key(), EncryptionType::Randomized, &json!("s")).unwrap();
+        for bad in [cosmos, json!(1), json!("%%")] {
+            match decrypt_value_ae1(&k, &bad) {
+                Err(Error::MalformedCiphertext { path, key_id, .. }) => {
+                    assert_eq!((path.as_str(), key_id.as_str()), ("/p", "k"));
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        // An authenticated but unknown marker is refused after decryption.
+        let mut raw = Vec::new();
+        k.encrypt_into(9, b"x", &mut raw).unwrap();
+        let v = Value::String(STANDARD.encode(&raw));
+        assert!(matches!(
+            decrypt_value_ae1(&k, &v),
+            Err(Error::MalformedCiphertext { .. })
+        ));
     }
 
     fn literal(lit: &str) -> Result<(TypeMarker, Vec<u8>)> {

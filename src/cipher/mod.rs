@@ -1,7 +1,8 @@
 //! Cell ciphers: plaintext bytes to ciphertext bytes and back. This layer never sees JSON.
 //!
 //! [`CbcHmacKey`] implements `AEAD_AES_256_CBC_HMAC_SHA256`, the algorithm of Cosmos DB
-//! (and SQL Server) Always Encrypted, byte for byte.
+//! (and SQL Server) Always Encrypted, byte for byte. [`ModernKey`] implements `AE1`, the
+//! modern suite of this crate (see [`modern`] for its byte-by-byte format).
 
 mod cbc_hmac;
 pub mod modern;
@@ -53,6 +54,12 @@ impl fmt::Display for EncryptionType {
 pub enum Algorithm {
     /// `AEAD_AES_256_CBC_HMAC_SHA256`, the Cosmos DB Always Encrypted algorithm.
     AeadAes256CbcHmacSha256,
+    /// `AE1_AES_256_GCM_HKDF_SHA256`, this crate's modern suite ([`modern`]): AES-256-GCM
+    /// (Randomized) or AES-256-GCM-SIV with a synthetic nonce (Deterministic) under
+    /// per-(key, path, mode) HKDF-SHA256 subkeys, with the type marker, key id and path
+    /// authenticated. The Microsoft SDKs cannot read it, so policies accept it only in
+    /// [`PolicyMode::Extended`](crate::PolicyMode::Extended).
+    Ae1Aes256GcmHkdfSha256,
 }
 
 impl Algorithm {
@@ -60,13 +67,21 @@ impl Algorithm {
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::AeadAes256CbcHmacSha256 => "AEAD_AES_256_CBC_HMAC_SHA256",
+            Algorithm::Ae1Aes256GcmHkdfSha256 => "AE1_AES_256_GCM_HKDF_SHA256",
         }
+    }
+
+    /// True for the algorithm the Microsoft SDKs read and write
+    /// (`AEAD_AES_256_CBC_HMAC_SHA256`).
+    pub fn is_cosmos_compatible(self) -> bool {
+        matches!(self, Algorithm::AeadAes256CbcHmacSha256)
     }
 
     /// Parses an algorithm name (exact match).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "AEAD_AES_256_CBC_HMAC_SHA256" => Some(Algorithm::AeadAes256CbcHmacSha256),
+            "AE1_AES_256_GCM_HKDF_SHA256" => Some(Algorithm::Ae1Aes256GcmHkdfSha256),
             _ => None,
         }
     }
@@ -89,8 +104,15 @@ mod tests {
         }
         assert_eq!(EncryptionType::from_name("deterministic"), None);
         assert_eq!(EncryptionType::from_name("Random"), None);
-        let a = Algorithm::AeadAes256CbcHmacSha256;
-        assert_eq!(Algorithm::from_name(a.as_str()), Some(a));
+        for a in [
+            Algorithm::AeadAes256CbcHmacSha256,
+            Algorithm::Ae1Aes256GcmHkdfSha256,
+        ] {
+            assert_eq!(Algorithm::from_name(a.as_str()), Some(a));
+        }
+        assert!(Algorithm::AeadAes256CbcHmacSha256.is_cosmos_compatible());
+        assert!(!Algorithm::Ae1Aes256GcmHkdfSha256.is_cosmos_compatible());
+        assert_eq!(Algorithm::from_name("ae1_aes_256_gcm_hkdf_sha256"), None);
         assert_eq!(Algorithm::from_name("AEAD_AES_256_CBC_HMAC_SHA512"), None);
     }
 }

@@ -40,11 +40,53 @@
 //!   format version, algorithm and type marker are authenticated, and key id and path
 //!   bind the value to its property.
 //!
+//! # In policies and documents
+//!
+//! - A policy selects it per path with `"encryptionAlgorithm": "AE1_AES_256_GCM_HKDF_SHA256"`
+//!   ([`Algorithm::Ae1Aes256GcmHkdfSha256`](super::Algorithm::Ae1Aes256GcmHkdfSha256)),
+//!   and only in [`PolicyMode::Extended`](crate::PolicyMode::Extended): Cosmos-compatible
+//!   mode (the default) refuses it, naming the path, because the Microsoft SDKs cannot
+//!   read it. Paths of both algorithms can be mixed in one policy.
+//! - Stored form in a document: the JSON string `base64(AE1 bytes)`, standard alphabet
+//!   with padding (URL-safe with padding for `/id`, as for the Cosmos algorithm). There is
+//!   no separate marker byte in front: the marker is inside, authenticated. A Cosmos value
+//!   starts with its marker (1..=5), an AE1 value with `0xA1`, so a reader tells them apart
+//!   from the first byte; a value of the wrong algorithm for its path is refused as
+//!   malformed. Query parameters, partition-key values, ids and patch values on AE1 paths
+//!   are encrypted the same way.
+//! - `key_id` is the client encryption key id and `path` the path **as written in the
+//!   policy** (`/ssn`, `/patient/ssn`, `/cards/[]/number`). Every primitive leaf under a
+//!   selected path (an encrypted object or array keeps its shape) uses that path's
+//!   subkeys and binding. The subkeys are derived once per (key, path, mode) when a
+//!   [`PreparedPolicy`](crate::PreparedPolicy) is built, never per value.
+//! - Why the policy path and not the leaf's JSON Pointer (`/cards/3/number`): array
+//!   positions change under ordinary edits (a server-side patch that inserts or removes an
+//!   element, a `move` within a property), which must not make the other elements
+//!   undecryptable; and the text walker does not track leaf pointers, so binding them
+//!   would cost a pointer per leaf. The consequence: leaves under one policy path can be
+//!   swapped with each other (two elements of `/cards/[]/number`, two fields of an
+//!   encrypted `/address` object) without detection, while moving a value to any other
+//!   policy path, key or mode fails. Give values that must not be interchangeable their
+//!   own policy paths.
+//! - Nothing binds a value to its document: a stored value copied to the same path of
+//!   another document decrypts there (as with the Cosmos algorithm).
+//! - Client encryption keys: the key's own `encryptionAlgorithm` is not checked against
+//!   the path's. A DEK is 32 random bytes; the Cosmos algorithm derives its subkeys as
+//!   `HMAC-SHA256(DEK, label)`, AE1 as `HKDF-Expand(HMAC-SHA256(salt, DEK), …)` with its
+//!   own labels, so the keys of the two algorithms are independent and one CEK (created as
+//!   `AEAD_AES_256_CBC_HMAC_SHA256`, what Cosmos DB expects) serves paths of both.
+//! - `tests/vectors/ae1.json` holds value and whole-document known-answer vectors, made by
+//!   `scripts/ae1_reference.py`, an independent implementation with Python's
+//!   `cryptography` package.
+//!
 //! # Security notes
 //!
 //! - Deterministic mode reveals which values of one property are equal, and so their
 //!   frequencies; nothing else (GCM-SIV is nonce-misuse resistant, the nonce is a PRF of
-//!   the plaintext). Lengths are visible in both modes (no padding).
+//!   the plaintext). Because subkeys are per path, equal values at two different paths
+//!   (or under two keys) have unrelated ciphertexts: equality is visible within one
+//!   policy path only. Lengths are visible in both modes (no padding), and so is the type
+//!   marker byte (authenticated, not hidden).
 //! - Random 96-bit nonces: keep to at most 2^32 randomized encryptions per (DEK, key id,
 //!   path) (NIST SP 800-38D); rotate the DEK before that. The subkey per path spreads the
 //!   budget: it applies to each property separately.
@@ -53,6 +95,7 @@
 //!   attacker does not know, so this matters only against a party that holds key access.
 //! - Values are limited to 2^32 − 1 bytes of plaintext by this format's use of GCM.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
@@ -108,6 +151,9 @@ pub struct ModernKey {
     path: String,
     /// `u16be(len(key_id)) || key_id || u16be(len(path)) || path`
     binding: Vec<u8>,
+    /// The associated data for this key's version and algorithm and the type markers 2..=5,
+    /// built once so that the hot path allocates nothing for it.
+    aads: [Vec<u8>; 4],
     cipher: ModeCipher,
 }
 
@@ -157,12 +203,28 @@ impl ModernKey {
                 ModeCipher::Randomized(Box::new(Aes256Gcm::new(&(*k).into())))
             }
         };
+        let alg = match cipher {
+            ModeCipher::Randomized(_) => ALG_GCM,
+            ModeCipher::Deterministic { .. } => ALG_GCM_SIV,
+        };
+        let aads = [2u8, 3, 4, 5].map(|m| build_aad(&[VERSION, alg, m], &binding));
         ModernKey {
             key_id: key_id.to_owned(),
             path: path.to_owned(),
             binding,
+            aads,
             cipher,
         }
+    }
+
+    /// The client encryption key id this key was derived for.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The path this key was derived for (and binds every value to).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The encryption type this key was derived for.
@@ -318,12 +380,14 @@ impl ModernKey {
         Ok(header[2])
     }
 
-    fn aad(&self, header: &[u8; 3]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(AAD_PREFIX.len() + 3 + self.binding.len());
-        aad.extend_from_slice(AAD_PREFIX);
-        aad.extend_from_slice(header);
-        aad.extend_from_slice(&self.binding);
-        aad
+    /// `"AE1" || header || binding`: prebuilt for the usual markers, built otherwise.
+    fn aad(&self, header: &[u8; 3]) -> Cow<'_, [u8]> {
+        match self.aads.get(usize::from(header[2].wrapping_sub(2))) {
+            Some(aad) if aad[AAD_PREFIX.len()..AAD_PREFIX.len() + 3] == header[..] => {
+                Cow::Borrowed(aad)
+            }
+            _ => Cow::Owned(build_aad(header, &self.binding)),
+        }
     }
 
     fn malformed(&self, reason: &'static str) -> Error {
@@ -340,6 +404,14 @@ impl ModernKey {
             key_id: self.key_id.clone(),
         }
     }
+}
+
+fn build_aad(header: &[u8; 3], binding: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + 3 + binding.len());
+    aad.extend_from_slice(AAD_PREFIX);
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(binding);
+    aad
 }
 
 fn synthetic_nonce(key: &Hmac<Sha256>, marker: u8, plaintext: &[u8]) -> [u8; NONCE_LEN] {
@@ -499,7 +571,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(pt in proptest::collection::vec(any::<u8>(), 0..300), marker in 2u8..=5, det in any::<bool>()) {
+        fn round_trip(pt in proptest::collection::vec(any::<u8>(), 0..300), marker in prop_oneof![2u8..=5, any::<u8>()], det in any::<bool>()) {
             let mode = if det { EncryptionType::Deterministic } else { EncryptionType::Randomized };
             let k = ModernKey::new(&dek(7), "k", "/p", mode);
             let ct = k.encrypt(marker, &pt).unwrap();

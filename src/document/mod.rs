@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::cipher::{CbcHmacKey, EncryptionType};
-use crate::error::Error;
+use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey};
+use crate::error::{Error, Result};
 use crate::path::Segment;
-use crate::policy::ClientEncryptionPolicy;
-use crate::value::Alphabet;
+use crate::policy::{ClientEncryptionPolicy, EncryptionPath};
+use crate::value::{self, Alphabet, Plaintext, TypeMarker};
 
 /// The deepest nesting the walker follows inside a selected property: a value whose path
 /// would have more than this many segments is refused (`serde_json` refuses such documents
@@ -37,10 +37,105 @@ pub(crate) enum Op {
     Decrypt { lenient: bool },
 }
 
+/// The cell key of a selected path, for its algorithm.
+#[derive(Clone)]
+pub(crate) enum CellKey {
+    /// `AEAD_AES_256_CBC_HMAC_SHA256`: one key per client encryption key.
+    Cosmos(CbcHmacKey),
+    /// `AE1`: subkeys derived once for this path (and mode) when the policy was prepared.
+    Ae1(Arc<ModernKey>),
+}
+
+impl CellKey {
+    pub(crate) fn key_id(&self) -> &str {
+        match self {
+            CellKey::Cosmos(k) => k.key_id(),
+            CellKey::Ae1(k) => k.key_id(),
+        }
+    }
+
+    /// The length of the binary stored form (before base64) of a plaintext of `len` bytes.
+    pub(crate) fn stored_len(&self, len: usize) -> usize {
+        match self {
+            CellKey::Cosmos(_) => 1 + CbcHmacKey::ciphertext_len(len),
+            CellKey::Ae1(_) => ModernKey::ciphertext_len(len),
+        }
+    }
+
+    /// Appends the stored form (base64 text) of `plaintext` to `out`, using `scratch` for
+    /// the binary form. `out` is unchanged on error.
+    pub(crate) fn encrypt_to_bytes(
+        &self,
+        mode: EncryptionType,
+        plaintext: &Plaintext<'_>,
+        alphabet: Alphabet,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        match self {
+            CellKey::Cosmos(k) => {
+                value::encrypt_to_stored_bytes_into(k, mode, plaintext, alphabet, scratch, out)
+            }
+            CellKey::Ae1(k) => {
+                value::ae1_encrypt_to_stored_bytes_into(k, plaintext, alphabet, scratch, out)
+                    .map_err(leaf_error)
+            }
+        }
+    }
+
+    /// Appends the stored form (base64 text) of `plaintext` to `out`.
+    pub(crate) fn encrypt_to_string(
+        &self,
+        mode: EncryptionType,
+        plaintext: &Plaintext<'_>,
+        alphabet: Alphabet,
+        scratch: &mut Vec<u8>,
+        out: &mut String,
+    ) -> Result<()> {
+        match self {
+            CellKey::Cosmos(k) => {
+                value::encrypt_to_stored_into(k, mode, plaintext, alphabet, scratch, out)
+            }
+            CellKey::Ae1(k) => {
+                value::ae1_encrypt_to_stored_into(k, plaintext, alphabet, scratch, out)
+                    .map_err(leaf_error)
+            }
+        }
+    }
+
+    /// Decodes and decrypts a stored value into `plain`; returns its type marker.
+    pub(crate) fn decrypt(
+        &self,
+        stored: &str,
+        alphabet: Alphabet,
+        raw: &mut Vec<u8>,
+        plain: &mut Zeroizing<Vec<u8>>,
+    ) -> Result<TypeMarker> {
+        match self {
+            CellKey::Cosmos(k) => value::decrypt_stored_into(k, stored, alphabet, raw, plain),
+            CellKey::Ae1(k) => {
+                value::ae1_decrypt_stored_into(k, stored, alphabet, raw, plain).map_err(leaf_error)
+            }
+        }
+    }
+}
+
+/// The `AE1` cipher names its policy path in errors; the walkers name the leaf's JSON
+/// Pointer instead (filled in by [`Error::at_path`], which keeps a non-empty path).
+fn leaf_error(mut e: Error) -> Error {
+    match &mut e {
+        Error::DecryptionFailed { path, .. }
+        | Error::MalformedCiphertext { path, .. }
+        | Error::UnsupportedValue { path, .. } => path.clear(),
+        _ => {}
+    }
+    e
+}
+
 /// The key of a selected path, or why it is unavailable to this caller.
 #[derive(Clone)]
 pub(crate) enum KeySlot {
-    Ready(CbcHmacKey),
+    Ready(CellKey),
     Unavailable { key_id: String, error: Arc<Error> },
 }
 
@@ -108,10 +203,11 @@ pub(crate) struct Engine {
 pub(crate) const ROOT: usize = 0;
 
 impl Engine {
-    /// Builds the tree. `key_for` gives the key slot of a key id.
+    /// Builds the tree. `key_for` gives the key slot of an included path (its key id,
+    /// algorithm and, for `AE1`, path and mode).
     pub(crate) fn new(
         policy: &ClientEncryptionPolicy,
-        mut key_for: impl FnMut(&str) -> KeySlot,
+        mut key_for: impl FnMut(&EncryptionPath) -> KeySlot,
     ) -> Self {
         let mut nodes = vec![Node::default()];
         let mut selected = Vec::with_capacity(policy.included_paths().len());
@@ -148,7 +244,7 @@ impl Engine {
             nodes[cur].selected = Some(selected.len());
             selected.push(Selected {
                 path: p.path().into(),
-                key: key_for(p.key_id()),
+                key: key_for(p),
                 mode: p.encryption_type(),
                 alphabet: if p.is_id() {
                     Alphabet::UrlSafe

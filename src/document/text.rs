@@ -11,14 +11,13 @@
 //! rescanning the input up to the offending offset.
 
 use super::scan::{self, ScanError, path_at, skip_ws};
-use super::{Buffers, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty, unescape};
+use super::{
+    Buffers, CellKey, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty, unescape,
+};
 use zeroize::Zeroize;
 
-use crate::cipher::CbcHmacKey;
 use crate::error::{Error, Result};
-use crate::value::{
-    Plaintext, decrypt_stored_into, encrypt_to_stored_bytes_into, write_plaintext_json,
-};
+use crate::value::{Plaintext, write_plaintext_json};
 
 /// Encrypts or decrypts the selected properties of the JSON object `input`, returning the
 /// new text; skipped properties (lenient decryption) are appended to `skipped`.
@@ -343,7 +342,7 @@ impl Walk<'_, '_, '_> {
     fn string_leaf(
         &mut self,
         sel: &Selected,
-        key: &CbcHmacKey,
+        key: &CellKey,
         start: usize,
         end: usize,
         escaped: bool,
@@ -367,18 +366,11 @@ impl Walk<'_, '_, '_> {
         match self.op {
             Op::Encrypt => {
                 out.push(b'"');
-                encrypt_to_stored_bytes_into(
-                    key,
-                    sel.mode,
-                    &Plaintext::string(s),
-                    sel.alphabet,
-                    scratch,
-                    out,
-                )?;
+                key.encrypt_to_bytes(sel.mode, &Plaintext::string(s), sel.alphabet, scratch, out)?;
                 out.push(b'"');
             }
             Op::Decrypt { .. } => {
-                let marker = decrypt_stored_into(key, s, sel.alphabet, scratch, plain)?;
+                let marker = key.decrypt(s, sel.alphabet, scratch, plain)?;
                 write_plaintext_json(marker, plain, out).map_err(|reason| {
                     Error::MalformedCiphertext {
                         path: String::new(),
@@ -394,7 +386,7 @@ impl Walk<'_, '_, '_> {
     fn scalar_leaf(
         &mut self,
         sel: &Selected,
-        key: &CbcHmacKey,
+        key: &CellKey,
         v: Scalar<'_>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
@@ -410,14 +402,7 @@ impl Walk<'_, '_, '_> {
             Scalar::Bool(b) => Plaintext::boolean(b),
         };
         out.push(b'"');
-        encrypt_to_stored_bytes_into(
-            key,
-            sel.mode,
-            &pt,
-            sel.alphabet,
-            &mut self.bufs.scratch,
-            out,
-        )?;
+        key.encrypt_to_bytes(sel.mode, &pt, sel.alphabet, &mut self.bufs.scratch, out)?;
         out.push(b'"');
         Ok(())
     }

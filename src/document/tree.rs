@@ -5,13 +5,10 @@
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
-use super::{Buffers, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty};
-use crate::cipher::CbcHmacKey;
+use super::{Buffers, CellKey, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty};
 use crate::error::{Error, Result};
 use crate::path::push_token;
-use crate::value::{
-    Alphabet, Plaintext, decrypt_stored_into, encrypt_to_stored_into, plaintext_to_json,
-};
+use crate::value::{Alphabet, Plaintext, plaintext_to_json};
 
 /// How numbers are typed when encrypting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +180,7 @@ impl<'e, 'a> Walk<'e, 'a> {
     fn leaves(
         &mut self,
         sel: &Selected,
-        key: &CbcHmacKey,
+        key: &CellKey,
         alphabet: Alphabet,
         v: &'a Value,
     ) -> Result<Value> {
@@ -234,7 +231,7 @@ impl<'e, 'a> Walk<'e, 'a> {
     fn leaf(
         &mut self,
         sel: &Selected,
-        key: &CbcHmacKey,
+        key: &CellKey,
         alphabet: Alphabet,
         v: &Value,
     ) -> Result<Value> {
@@ -250,17 +247,9 @@ impl<'e, 'a> Walk<'e, 'a> {
                     (Value::Number(n), Numbers::Double) => Plaintext::double(exact_f64(n)?)?,
                     _ => Plaintext::from_json(v)?,
                 };
-                let mut s = String::with_capacity(
-                    (1 + CbcHmacKey::ciphertext_len(pt.as_bytes().len())).div_ceil(3) * 4,
-                );
-                encrypt_to_stored_into(
-                    key,
-                    sel.mode,
-                    &pt,
-                    alphabet,
-                    &mut self.bufs.scratch,
-                    &mut s,
-                )?;
+                let mut s =
+                    String::with_capacity(key.stored_len(pt.as_bytes().len()).div_ceil(3) * 4);
+                key.encrypt_to_string(sel.mode, &pt, alphabet, &mut self.bufs.scratch, &mut s)?;
                 Ok(Value::String(s))
             }
             Op::Decrypt { .. } => {
@@ -272,7 +261,7 @@ impl<'e, 'a> Walk<'e, 'a> {
                     });
                 };
                 let Buffers { scratch, plain, .. } = &mut self.bufs;
-                let marker = decrypt_stored_into(key, stored, alphabet, scratch, plain)?;
+                let marker = key.decrypt(stored, alphabet, scratch, plain)?;
                 plaintext_to_json(marker, plain).map_err(|reason| Error::MalformedCiphertext {
                     path: String::new(),
                     key_id: key.key_id().to_owned(),
