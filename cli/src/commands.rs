@@ -10,7 +10,9 @@ use always_encrypted::keys::{
     JsonFileKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
 };
 use always_encrypted::rotation::{Reencryption, reencrypt_str};
-use always_encrypted::{ClientEncryptionPolicy, NumberType, PrepareOptions, PreparedPolicy};
+use always_encrypted::{
+    ClientEncryptionPolicy, NumberType, PolicyMode, PrepareOptions, PreparedPolicy,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::CliError;
@@ -71,21 +73,27 @@ fn read_text(path: &Path) -> Result<String, CliError> {
     })
 }
 
-/// Reads and parses a policy file.
-fn read_policy(path: &Path) -> Result<ClientEncryptionPolicy, CliError> {
+/// Reads and parses a policy file (Cosmos-compatible unless `--extended`).
+fn read_policy(g: &GlobalArgs, path: &Path) -> Result<ClientEncryptionPolicy, CliError> {
     let text = read_text(path)?;
-    ClientEncryptionPolicy::from_json(&text)
+    let mode = if g.extended {
+        PolicyMode::Extended
+    } else {
+        PolicyMode::CosmosCompatible
+    };
+    ClientEncryptionPolicy::from_json_with(&text, mode)
         .map_err(|e| CliError::library(format!("invalid policy {}", path.display()), e))
 }
 
 /// Parses `policy_path` and resolves every key it needs through `resolver`.
 async fn prepare_with(
+    g: &GlobalArgs,
     resolver: &KeyResolver,
     policy_path: &Path,
     partition_key_paths: &[String],
     lenient: bool,
 ) -> Result<PreparedPolicy, CliError> {
-    let policy = read_policy(policy_path)?;
+    let policy = read_policy(g, policy_path)?;
     let mut options = PrepareOptions::new().allow_unavailable_keys(lenient);
     for pk in partition_key_paths {
         options = options.partition_key_path(pk.clone());
@@ -102,9 +110,9 @@ pub(crate) async fn prepare(
     lenient: bool,
 ) -> Result<PreparedPolicy, CliError> {
     // Parse the policy before touching the store, so a bad policy is a usage error.
-    read_policy(&p.policy)?;
+    read_policy(g, &p.policy)?;
     let resolver = resolver(g, open_store(&p.store.store, false)?)?;
-    prepare_with(&resolver, &p.policy, &p.partition_key_paths, lenient).await
+    prepare_with(g, &resolver, &p.policy, &p.partition_key_paths, lenient).await
 }
 
 fn kek_metadata(url: &str, algorithm: WrapAlgorithm) -> KeyWrapMetadata {
@@ -173,7 +181,7 @@ pub(crate) async fn keys(g: &GlobalArgs, cmd: KeysCommand) -> Result<(), CliErro
         KeysCommand::List { store, policy } => {
             let used: Option<Vec<String>> = match &policy {
                 Some(p) => Some(
-                    read_policy(p)?
+                    read_policy(g, p)?
                         .key_ids()
                         .into_iter()
                         .map(str::to_owned)
@@ -403,11 +411,11 @@ pub(crate) async fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> Result<(), CliErr
 
 /// `ae reencrypt`
 pub(crate) async fn reencrypt(g: &GlobalArgs, a: ReencryptArgs) -> Result<(), CliError> {
-    read_policy(&a.from_policy)?;
-    read_policy(&a.to_policy)?;
+    read_policy(g, &a.from_policy)?;
+    read_policy(g, &a.to_policy)?;
     let resolver = resolver(g, open_store(&a.store.store, false)?)?;
-    let from = prepare_with(&resolver, &a.from_policy, &a.partition_key_paths, false).await?;
-    let to = prepare_with(&resolver, &a.to_policy, &a.partition_key_paths, false).await?;
+    let from = prepare_with(g, &resolver, &a.from_policy, &a.partition_key_paths, false).await?;
+    let to = prepare_with(g, &resolver, &a.to_policy, &a.partition_key_paths, false).await?;
     let converted = AtomicU64::new(0);
     let already = AtomicU64::new(0);
     let result = stream(g, "reencrypt", &a.io, |line, out, _| {

@@ -52,6 +52,10 @@ pub(crate) struct GlobalArgs {
     /// Never show a progress bar (the final summary line is still printed on stderr).
     #[arg(long = "no-progress", global = true)]
     pub(crate) no_progress: bool,
+    /// Accept extended policies: nested paths (/a/b), array elements (/cards/[]/number)
+    /// and the AE1 algorithm. The Microsoft SDKs cannot read what they produce.
+    #[arg(long, global = true)]
+    pub(crate) extended: bool,
 }
 
 impl GlobalArgs {

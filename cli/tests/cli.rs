@@ -879,3 +879,44 @@ fn reencrypt_rotates_to_a_new_key_once_and_restarts_cleanly() {
     assert!(stderr(&o).contains("line 1:"), "{}", stderr(&o));
     assert!(!d.path("never.ndjson").exists());
 }
+
+#[test]
+fn extended_policies_need_the_flag_and_round_trip_with_ae1() {
+    let (d, local) = sdk_setup("extended");
+    let policy = d.write("ae1.json", r#"{"includedPaths":[
+        {"path":"/ssn","clientEncryptionKeyId":"cek1","encryptionType":"Deterministic","encryptionAlgorithm":"AE1_AES_256_GCM_HKDF_SHA256"},
+        {"path":"/cards/[]/number","clientEncryptionKeyId":"cek1","encryptionType":"Randomized","encryptionAlgorithm":"AE1_AES_256_GCM_HKDF_SHA256"}],
+        "policyFormatVersion":2}"#);
+    let doc = "{\"id\":\"1\",\"ssn\":\"123-45-6789\",\"cards\":[{\"number\":\"4111\",\"brand\":\"visa\"}]}\n";
+    let run = |cmd: &str, extended: bool, input: &str| {
+        let mut args = vec![
+            cmd,
+            "--store",
+            s(&d.path("keys.json")),
+            "--policy",
+            s(&policy),
+            "--local-kek",
+            &local,
+        ];
+        if extended {
+            args.push("--extended");
+        }
+        ae(&args, Some(input))
+    };
+    let o = run("encrypt", false, doc);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("/ssn"), "{}", stderr(&o));
+    let o = run("encrypt", true, doc);
+    assert_exit(&o, 0);
+    let enc = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(enc.trim()).unwrap();
+    assert!(
+        v["ssn"].as_str().unwrap().starts_with("oQ"),
+        "AE1 values start with 0xA1: {enc}"
+    );
+    assert_eq!(v["cards"][0]["brand"], "visa");
+    assert_ne!(v["cards"][0]["number"], "4111");
+    let o = run("decrypt", true, &enc);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), doc);
+}

@@ -45,7 +45,6 @@ impl ResolvedKey {
     }
 
     /// The data-encryption key, for deriving the keys of other algorithms.
-    #[allow(dead_code)] // used by the modern suite
     pub(crate) fn dek(&self) -> &DataEncryptionKey {
         &self.0.dek
     }
