@@ -115,7 +115,8 @@ fn standard(c: &mut Criterion) {
 /// the encrypted `/address`, half in an unencrypted array.
 fn sized_doc(doc: &str, target: usize) -> String {
     let mut v: Value = serde_json::from_str(doc).unwrap();
-    let item = "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididun";
+    let item =
+        "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididun";
     let n = target.saturating_sub(doc.len()) / (item.len() + 3);
     let half = |k: usize| -> Value {
         (0..k)
