@@ -149,7 +149,8 @@ fn interleaved(_: &mut Criterion) {
     let p = prepared(&read("policy.json"));
     let doc = read("doc.json");
     let enc = p.encrypt_str(&doc).unwrap();
-    let rows: [(&str, &str, &dyn Fn(&str) -> String); 2] = [
+    type Op<'a> = &'a dyn Fn(&str) -> String;
+    let rows: [(&str, &str, Op<'_>); 2] = [
         ("encrypt_str", &doc, &|d| p.encrypt_str(d).unwrap()),
         ("decrypt_str", &enc, &|d| p.decrypt_str(d).unwrap()),
     ];
