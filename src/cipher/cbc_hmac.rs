@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::EncryptionType;
 use crate::error::{Error, Result};
@@ -160,7 +160,8 @@ impl CbcHmacKey {
         ct[1 + TAG_LEN..HEADER_LEN].copy_from_slice(&iv);
         let body = &mut ct[HEADER_LEN..];
         body[..plaintext.len()].copy_from_slice(plaintext);
-        let enc = cbc::Encryptor::<Aes256>::inner_iv_init(self.0.aes.clone(), &iv.into());
+        // CBC over a reference to the prepared key schedule: no per-value copy of it.
+        let enc = cbc::Encryptor::<&Aes256>::inner_iv_init(&self.0.aes, &iv.into());
         let written = match enc.encrypt_padded::<Pkcs7>(body, plaintext.len()) {
             Ok(c) => c.len(),
             Err(_) => {
@@ -219,10 +220,16 @@ impl CbcHmacKey {
         if !bool::from(expected[..].ct_eq(&ciphertext[1..1 + TAG_LEN])) {
             return Err(self.failed());
         }
+        if out.capacity() < body.len() {
+            // Growing would free the old allocation, which may hold an earlier plaintext,
+            // without wiping it: wipe it and start a new one.
+            out.zeroize();
+            **out = Vec::with_capacity(body.len());
+        }
+        // Decrypt from the ciphertext straight into `out` (no copy first).
         out.resize(body.len(), 0);
-        out.copy_from_slice(body);
-        let dec = cbc::Decryptor::<Aes256>::inner_iv_init(self.0.aes.clone(), &(*iv).into());
-        let len = match dec.decrypt_padded::<Pkcs7>(&mut out[..]) {
+        let dec = cbc::Decryptor::<&Aes256>::inner_iv_init(&self.0.aes, &(*iv).into());
+        let len = match dec.decrypt_padded_b2b::<Pkcs7>(body, &mut out[..]) {
             Ok(pt) => pt.len(),
             Err(_) => {
                 out.zeroize_and_clear();
@@ -363,6 +370,26 @@ mod tests {
             other.decrypt(&ct),
             Err(Error::DecryptionFailed { .. })
         ));
+    }
+
+    #[test]
+    fn decrypt_into_reuses_and_grows_one_buffer() {
+        let k = key();
+        let mut out = Zeroizing::new(Vec::with_capacity(4));
+        // Small, larger than the buffer, smaller again, then a failure: each call sees
+        // only its own plaintext, and a failure leaves the buffer empty.
+        for n in [3usize, 200, 17, 0, 1000, 5] {
+            let pt: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            for mode in [EncryptionType::Deterministic, EncryptionType::Randomized] {
+                let ct = k.encrypt(&pt, mode).unwrap();
+                k.decrypt_into(&ct, &mut out).unwrap();
+                assert_eq!(&out[..], &pt[..], "{n} bytes");
+                let mut bad = ct.clone();
+                *bad.last_mut().unwrap() ^= 0x80;
+                assert!(k.decrypt_into(&bad, &mut out).is_err());
+                assert!(out.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl<'e, 'a> Walk<'e, 'a> {
             Value::Null => Ok(Value::Null),
             Value::Object(m) => {
                 self.check_depth()?;
-                let mut out = Map::new();
+                let mut out = Map::with_capacity(m.len());
                 for (k, x) in m {
                     self.stack.push(Seg::Key(k));
                     let r = self.leaves(sel, key, alphabet, x);
