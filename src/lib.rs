@@ -3,6 +3,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cipher;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 mod document;
 mod error;
 pub mod keys;
