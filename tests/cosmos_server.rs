@@ -62,13 +62,19 @@ struct Server {
     child: Child,
     _stdin: ChildStdin,
     port: u16,
+    /// One JSON line per request: method, path and the client-encryption headers.
+    header_log: PathBuf,
+    _dir: common::TempDir,
 }
 
 impl Server {
     fn start() -> Self {
         ensure_installed();
+        let dir = common::TempDir::new("cosmos-server");
+        let header_log = dir.join("headers.ndjson");
         let mut child = Command::new("node")
             .arg("launch.js")
+            .env("COSMOS_SERVER_HEADER_LOG", &header_log)
             .current_dir(server_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -88,7 +94,18 @@ impl Server {
             child,
             _stdin: stdin,
             port,
+            header_log,
+            _dir: dir,
         }
+    }
+
+    /// The requests logged so far.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.header_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     async fn client(&self) -> CosmosClient {
@@ -130,7 +147,7 @@ impl Drop for Server {
 /// A database with a key container holding the official vectors' `cek1`, and a resolver
 /// reading keys from it (KEK: the vectors' RSA key).
 struct Fixture {
-    _server: Server,
+    server: Server,
     db: DatabaseClient,
     resolver: KeyResolver,
     keys: Arc<CosmosKeyStore>,
@@ -157,7 +174,7 @@ impl Fixture {
             ))
             .build();
         Self {
-            _server: server,
+            server,
             db,
             resolver,
             keys,
@@ -537,4 +554,60 @@ async fn the_key_store_on_a_container() {
         Err(Error::KeyNotFound { .. })
     ));
     assert!(keys.read("cek2").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_the_client_encryption_headers() {
+    let fx = Fixture::new().await;
+    let (people, plain) = fx.container("people", "/tenant", &people_policy()).await;
+    let rid = read_container_encryption_info(&plain).await.unwrap().rid;
+    assert!(!rid.is_empty());
+
+    let before = fx.server.requests().len();
+    let doc = json!({"id": "1", "tenant": "t", "ssn": "x"});
+    people.create_item(&doc).await.unwrap();
+    people.upsert_item(&doc).await.unwrap();
+    people.replace_item(&doc).await.unwrap();
+    let _: Option<Value> = people.read_item(&json!("t"), "1").await.unwrap();
+    let _: Vec<Value> = people
+        .query_items(&EncryptedQuery::new("SELECT * FROM c"), Some(&json!("t")))
+        .await
+        .unwrap();
+    people
+        .patch_item(
+            &json!("t"),
+            "1",
+            &[PatchOperation::Set {
+                path: "/ssn".into(),
+                value: json!("y"),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(people.delete_item(&json!("t"), "1").await.unwrap());
+    let encrypted: Vec<Value> = fx.server.requests()[before..]
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().contains("/colls/people/docs"))
+        .cloned()
+        .collect();
+    let methods: Vec<&str> = encrypted
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    for m in ["POST", "PUT", "GET", "PATCH", "DELETE"] {
+        assert!(methods.contains(&m), "no {m} in {methods:?}");
+    }
+    for r in &encrypted {
+        assert_eq!(r["isClientEncrypted"], "true", "{r}");
+        assert_eq!(r["intendedCollectionRid"], json!(rid), "{r}");
+    }
+
+    // The plain SDK client does not say it encrypts (it sends the collection rid itself).
+    let before = fx.server.requests().len();
+    stored(&plain).await;
+    let plain_requests = &fx.server.requests()[before..];
+    assert!(!plain_requests.is_empty());
+    for r in plain_requests {
+        assert_eq!(r["isClientEncrypted"], Value::Null, "{r}");
+    }
 }

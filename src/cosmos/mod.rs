@@ -45,7 +45,9 @@
 //! Every request sends `x-ms-cosmos-is-client-encrypted: true` and
 //! `x-ms-cosmos-intended-collection-rid: <container _rid>`, as the official SDKs do,
 //! through the SDK's `OperationOptions::custom_headers` (the only way the SDK offers; it
-//! notes that its gateway V2 transport may ignore custom headers).
+//! notes that its gateway V2 transport may ignore custom headers). The SDK 1.0 already
+//! sends the collection rid on item requests by itself; the integration tests check that
+//! both headers reach the server with the container's rid.
 //!
 //! # Point operations on encrypted ids and partition keys
 //!

@@ -103,7 +103,23 @@ queryDocuments.default = async (account, req, res, params) => {
 
 const { createHttpsServer } = require(lib);
 const port = parseInt(process.argv[2] || "0", 10);
-const server = createHttpsServer().listen(port, "127.0.0.1", () => {
+const server = createHttpsServer();
+// With COSMOS_SERVER_HEADER_LOG set, appends one JSON line per request: method, path and
+// the client-encryption headers (so tests can check what the client sent).
+const headerLog = process.env.COSMOS_SERVER_HEADER_LOG;
+if (headerLog) {
+  const fs = require("fs");
+  server.prependListener("request", req => {
+    const line = JSON.stringify({
+      method: req.method,
+      path: req.url,
+      isClientEncrypted: req.headers["x-ms-cosmos-is-client-encrypted"] || null,
+      intendedCollectionRid: req.headers["x-ms-cosmos-intended-collection-rid"] || null
+    });
+    fs.appendFileSync(headerLog, `${line}\n`);
+  });
+}
+server.listen(port, "127.0.0.1", () => {
   process.stdout.write(`READY ${server.address().port}\n`);
 });
 process.stdin.on("end", () => process.exit(0));
