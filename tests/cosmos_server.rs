@@ -375,6 +375,21 @@ async fn point_operations_on_an_encrypted_id_and_partition_key() {
     let doc = json!({"id": "order-1", "pk": "tenant-a", "secret": "s1", "n": 1});
     c.create_item(&doc).await.unwrap();
 
+    // A second create is a conflict, reported without any plaintext.
+    let e = c.create_item(&doc).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Cosmos {
+                status: Some(409),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("order-1") && !shown.contains("tenant-a") && !shown.contains("s1\""));
+
     let raw = stored(&plain).await;
     assert_eq!(raw.len(), 1);
     assert_ne!(raw[0]["id"], "order-1");
