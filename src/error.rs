@@ -161,6 +161,16 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A Cosmos DB request failed (feature `cosmos`): the service answered with an error
+    /// status, or the request could not be sent.
+    Cosmos {
+        /// What was being done (`create item`, `read container`, ...).
+        operation: &'static str,
+        /// The HTTP status code, when the service answered.
+        status: Option<u16>,
+        /// The SDK's error (its message names no key material: requests carry ciphertext).
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 /// `Result` with [`Error`] as the default error type.
@@ -337,6 +347,17 @@ impl fmt::Display for Error {
             Error::UnsupportedOperation { path, reason } => {
                 write!(f, "unsupported operation{}: {reason}", At(path))
             }
+            Error::Cosmos {
+                operation,
+                status,
+                source,
+            } => match status {
+                Some(code) => write!(
+                    f,
+                    "Cosmos DB {operation} failed with status {code}: {source}"
+                ),
+                None => write!(f, "Cosmos DB {operation} failed: {source}"),
+            },
         }
     }
 }
@@ -348,6 +369,7 @@ impl std::error::Error for Error {
             Error::KeyProvider { source, .. } => Some(source),
             Error::Io { source, .. } => Some(source),
             Error::KeyUnavailable { source, .. } => Some(source.as_ref()),
+            Error::Cosmos { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -3,6 +3,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cipher;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 mod document;
 mod error;
 pub mod keys;
@@ -18,7 +20,7 @@ pub use error::{Error, Result};
 
 /// The Azure SDK core crate, re-exported for the types in this crate's API
 /// (`TokenCredential`, `RetryOptions`, `Transport`).
-#[cfg(feature = "azure-key-vault")]
+#[cfg(any(feature = "azure-key-vault", feature = "cosmos"))]
 pub use azure_core;
 pub use policy::{ClientEncryptionPolicy, EncryptionPath, PolicyFormatVersion, PolicyMode};
 pub use prepared::{PrepareOptions, PreparedPolicy};
