@@ -5,6 +5,9 @@
 pub mod cipher;
 mod document;
 mod error;
+#[cfg(any(feature = "test-util", fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 mod path;
 mod policy;

@@ -11,7 +11,7 @@
 //! rescanning the input up to the offending offset.
 
 use super::scan::{self, ScanError, path_at, skip_ws};
-use super::{Buffers, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty, unescape};
+use super::{Buffers, Engine, KeySlot, Op, ROOT, Selected, SkippedProperty, unescape};
 use zeroize::Zeroize;
 
 use crate::cipher::CbcHmacKey;
@@ -28,6 +28,13 @@ pub(crate) fn transform(
     input: &str,
     skipped: &mut Vec<SkippedProperty>,
 ) -> Result<Vec<u8>> {
+    if input.len() > engine.limits.max_document_bytes {
+        return Err(Error::LimitExceeded {
+            path: String::new(),
+            limit: "max_document_bytes",
+            max: engine.limits.max_document_bytes,
+        });
+    }
     let capacity = match op {
         Op::Encrypt => input.len() + input.len() / 2 + 64,
         Op::Decrypt { .. } => input.len(),
@@ -39,6 +46,7 @@ pub(crate) fn transform(
         bufs: Buffers::new(),
         stack: Vec::new(),
         skipped,
+        leaves: 0,
     };
     let b = input.as_bytes();
     let root = engine.node(ROOT);
@@ -135,6 +143,8 @@ struct Walk<'e, 'a, 'r> {
     /// Nesting scratch for the scanner.
     stack: Vec<u8>,
     skipped: &'r mut Vec<SkippedProperty>,
+    /// Leaves transformed so far.
+    leaves: usize,
 }
 
 impl Walk<'_, '_, '_> {
@@ -320,11 +330,8 @@ impl Walk<'_, '_, '_> {
                 }
                 b'{' | b'[' => {
                     nesting += 1;
-                    if depth + nesting > MAX_DEPTH {
-                        return Err(Error::InvalidDocument {
-                            path: path_at(self.input, i),
-                            reason: format!("nested more than {MAX_DEPTH} levels deep"),
-                        });
+                    if depth + nesting > self.engine.limits.max_depth {
+                        return Err(self.engine.limits.too_deep(path_at(self.input, i)));
                     }
                     i += 1;
                 }
@@ -349,6 +356,9 @@ impl Walk<'_, '_, '_> {
         escaped: bool,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        let limits = &self.engine.limits;
+        limits.leaf(&mut self.leaves)?;
+        limits.string(end.saturating_sub(start + 2))?;
         let Buffers {
             scratch,
             plain,
@@ -405,6 +415,7 @@ impl Walk<'_, '_, '_> {
                 reason: "an encrypted value must be a JSON string",
             });
         }
+        self.engine.limits.leaf(&mut self.leaves)?;
         let pt = match v {
             Scalar::Number(lit) => Plaintext::from_number_literal(lit)?,
             Scalar::Bool(b) => Plaintext::boolean(b),
