@@ -288,7 +288,8 @@ impl PreparedPolicy {
     /// [`Error::InvalidDocument`] when `doc` is not an object or nests too deeply;
     /// [`Error::UnsupportedValue`] for a value that cannot be stored (an integer with no
     /// exact int64 or double, a non-string `/id`); [`Error::KeyUnavailable`] for a present
-    /// property whose key is unavailable; [`Error::Random`]. Errors name the path.
+    /// property whose key is unavailable; [`Error::Random`]; [`Error::LimitExceeded`] for
+    /// a document over a limit of [`PrepareOptions`]. Errors name the path.
     pub fn encrypt_document(&self, doc: &mut Value) -> Result<()> {
         self.document(doc, Op::Encrypt).map(drop)
     }
@@ -300,7 +301,8 @@ impl PreparedPolicy {
     ///
     /// [`Error::DecryptionFailed`] (tampered, wrong key) or [`Error::MalformedCiphertext`]
     /// naming the path and key id; [`Error::KeyUnavailable`] for a present property whose
-    /// key is unavailable; [`Error::InvalidDocument`] when `doc` is not an object.
+    /// key is unavailable; [`Error::InvalidDocument`] when `doc` is not an object;
+    /// [`Error::LimitExceeded`] for a document over a limit of [`PrepareOptions`].
     pub fn decrypt_document(&self, doc: &mut Value) -> Result<()> {
         self.document(doc, Op::Decrypt { lenient: false }).map(drop)
     }
@@ -343,7 +345,9 @@ impl PreparedPolicy {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidDocument`] for invalid JSON or a non-object; otherwise as
+    /// [`Error::InvalidDocument`] for invalid JSON or a non-object;
+    /// [`Error::LimitExceeded`] when `json` is longer than
+    /// [`PrepareOptions::max_document_bytes`]; otherwise as
     /// [`encrypt_document`](Self::encrypt_document). Never partial output.
     pub fn encrypt_str(&self, json: &str) -> Result<String> {
         let mut skipped = Vec::new();
@@ -367,7 +371,9 @@ impl PreparedPolicy {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidDocument`] for invalid JSON or a non-object; otherwise as
+    /// [`Error::InvalidDocument`] for invalid JSON or a non-object;
+    /// [`Error::LimitExceeded`] when `json` is longer than
+    /// [`PrepareOptions::max_document_bytes`]; otherwise as
     /// [`decrypt_document`](Self::decrypt_document). Never partial output.
     pub fn decrypt_str(&self, json: &str) -> Result<String> {
         let mut skipped = Vec::new();

@@ -10,7 +10,7 @@
 //! children. Paths for error messages and reports are worked out only when needed, by
 //! rescanning the input up to the offending offset.
 
-use super::scan::{self, ScanError, path_at, skip_ws};
+use super::scan::{self, ScanError, path_at, paths_at, skip_ws};
 use super::{Buffers, Engine, KeySlot, Op, ROOT, Selected, SkippedProperty, unescape};
 use zeroize::Zeroize;
 
@@ -47,6 +47,7 @@ pub(crate) fn transform(
         stack: Vec::new(),
         skipped,
         leaves: 0,
+        skip_offsets: Vec::new(),
     };
     let b = input.as_bytes();
     let root = engine.node(ROOT);
@@ -114,7 +115,14 @@ pub(crate) fn transform(
         Ok(())
     };
     match run() {
-        Ok(()) => Ok(out),
+        Ok(()) => {
+            let first = w.skipped.len() - w.skip_offsets.len();
+            let paths = paths_at(input, &w.skip_offsets);
+            for (s, p) in w.skipped[first..].iter_mut().zip(paths) {
+                s.path = p;
+            }
+            Ok(out)
+        }
         Err(e) => {
             // The partial output may hold decrypted values: wipe it before it is freed.
             out.zeroize();
@@ -145,6 +153,8 @@ struct Walk<'e, 'a, 'r> {
     skipped: &'r mut Vec<SkippedProperty>,
     /// Leaves transformed so far.
     leaves: usize,
+    /// Where each property pushed to `skipped` starts.
+    skip_offsets: Vec<usize>,
 }
 
 impl Walk<'_, '_, '_> {
@@ -266,14 +276,16 @@ impl Walk<'_, '_, '_> {
         let key = match &sel.key {
             KeySlot::Ready(k) => k,
             KeySlot::Unavailable { key_id, error } => {
-                let path = path_at(self.input, start);
                 if self.op == (Op::Decrypt { lenient: true }) {
-                    self.skipped.push(SkippedProperty::new(path, key_id, error));
+                    // The path is found afterwards, for every skip in one rescan.
+                    self.skipped
+                        .push(SkippedProperty::new(String::new(), key_id, error));
+                    self.skip_offsets.push(start);
                     out.extend_from_slice(slice(self.input, start, end)?);
                     return Ok(());
                 }
                 return Err(Error::KeyUnavailable {
-                    path,
+                    path: path_at(self.input, start),
                     key_id: key_id.clone(),
                     source: error.clone(),
                 });
