@@ -224,8 +224,12 @@ fn encrypt_line(text: &str) {
     let parsed = serde_json::from_str::<Value>(text).ok();
     if let Ok(enc) = full.encrypt_str(text) {
         let dec = full.decrypt_str(&enc).expect("what was encrypted decrypts");
-        let enc_v: Value = serde_json::from_str(&enc).expect("encrypted output is JSON");
+        // The text API copies what is outside the policy byte for byte, so it passes
+        // through what serde_json refuses there (a number literal beyond the double
+        // range, nesting beyond 128 levels): only a document serde_json reads is
+        // compared as values.
         if let Some(orig) = &parsed {
+            let enc_v: Value = serde_json::from_str(&enc).expect("encrypted output is JSON");
             let dec_v: Value = serde_json::from_str(&dec).expect("decrypted output is JSON");
             assert!(same(&dec_v, orig), "text round trip changed the document");
             // The Value API decrypts what the text API wrote.
@@ -233,16 +237,17 @@ fn encrypt_line(text: &str) {
             full.decrypt_document(&mut v)
                 .expect("Value API decrypts text output");
             assert!(same(&v, orig), "Value API disagrees with the text API");
-        }
-        // Deterministic paths are stable.
-        let again: Value =
-            serde_json::from_str(&full.encrypt_str(text).expect("encrypts twice")).expect("JSON");
-        for p in ["/id", "/ssn", "/o/x", "/secret"] {
-            assert_eq!(
-                enc_v.pointer(p),
-                again.pointer(p),
-                "deterministic {p} not stable"
-            );
+            // Deterministic paths are stable.
+            let again: Value =
+                serde_json::from_str(&full.encrypt_str(text).expect("encrypts twice"))
+                    .expect("JSON");
+            for p in ["/id", "/ssn", "/o/x", "/secret"] {
+                assert_eq!(
+                    enc_v.pointer(p),
+                    again.pointer(p),
+                    "deterministic {p} not stable"
+                );
+            }
         }
         // A reader without cek3 reads everything else.
         let (_, report) = partial
