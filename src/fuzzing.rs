@@ -24,8 +24,11 @@ use crate::prepared::{PrepareOptions, PreparedPolicy};
 use crate::value::{Alphabet, Plaintext, TypeMarker, decrypt_stored};
 use crate::{Error, Result};
 
+/// A fuzz target: arbitrary bytes in, a panic only when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its cargo-fuzz binary and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("cell_decrypt", cell_decrypt),
     ("value_decode", value_decode),
     ("policy_parse", policy_parse),
