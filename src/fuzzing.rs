@@ -611,7 +611,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 
     for i in 0..8u8 {
         let bytes: Vec<u8> = (0..64u8)
-            .map(|j| j.wrapping_mul(37).wrapping_add(i * 11))
+            .map(|j| j.wrapping_mul(37).wrapping_add(i.wrapping_mul(11)))
             .collect();
         add("roundtrip", &format!("gen-{i}"), bytes);
     }
@@ -640,7 +640,7 @@ mod tests {
         let hits = (0..64u8)
             .filter(|i| {
                 let data: Vec<u8> = (0..64u8)
-                    .map(|j| j.wrapping_mul(37).wrapping_add(i * 11))
+                    .map(|j| j.wrapping_mul(37).wrapping_add(i.wrapping_mul(11)))
                     .collect();
                 let mut u = Bytes(&data);
                 let (policy, _) = gen_policy(&mut u);
