@@ -142,6 +142,18 @@ pub enum Error {
         /// What is wrong. Never contains a value from the document.
         reason: String,
     },
+    /// An untrusted document is over one of the limits of
+    /// [`PrepareOptions`](crate::PrepareOptions) (size, encrypted leaves, string length).
+    /// Nothing was written; raise the limit if the document is legitimate.
+    LimitExceeded {
+        /// JSON Pointer of the offending value (empty for the document as a whole).
+        path: String,
+        /// The `PrepareOptions` setter of the limit: `max_document_bytes`,
+        /// `max_encrypted_leaves` or `max_string_bytes`.
+        limit: &'static str,
+        /// The limit's value.
+        max: usize,
+    },
     /// The key a property needs was recorded as unavailable to this caller when the
     /// policy was prepared (access denied, key missing or disabled).
     KeyUnavailable {
@@ -184,6 +196,7 @@ impl Error {
             | Error::MalformedCiphertext { path, .. }
             | Error::UnsupportedValue { path, .. }
             | Error::InvalidDocument { path, .. }
+            | Error::LimitExceeded { path, .. }
             | Error::KeyUnavailable { path, .. }
             | Error::UnsupportedOperation { path, .. }
                 if path.is_empty() =>
@@ -217,6 +230,7 @@ impl Error {
             | Error::UnsupportedValue { path, .. }
             | Error::InvalidPolicy { path, .. }
             | Error::InvalidDocument { path, .. }
+            | Error::LimitExceeded { path, .. }
             | Error::KeyUnavailable { path, .. }
             | Error::UnsupportedOperation { path, .. }
                 if !path.is_empty() =>
@@ -334,6 +348,24 @@ impl fmt::Display for Error {
             }
             Error::InvalidDocument { path, reason } => {
                 write!(f, "invalid document{}: {reason}", At(path))
+            }
+            Error::LimitExceeded { path, limit, max } => {
+                let what = match *limit {
+                    "max_document_bytes" => "the document is larger than",
+                    "max_encrypted_leaves" => "the document has more encrypted leaves than",
+                    "max_string_bytes" => "a string is longer than",
+                    _ => "a limit is exceeded:",
+                };
+                let unit = if limit.ends_with("bytes") {
+                    " bytes"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "document over a limit{}: {what} {max}{unit} (PrepareOptions::{limit})",
+                    At(path)
+                )
             }
             Error::KeyUnavailable {
                 path,

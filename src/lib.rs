@@ -7,6 +7,9 @@ pub mod cipher;
 pub mod cosmos;
 mod document;
 mod error;
+#[cfg(any(feature = "test-util", fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 mod path;
 mod policy;

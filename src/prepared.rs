@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::cipher::{Algorithm, EncryptionType, ModernKey};
 use crate::document::patch::{NumberType, PatchOperation, Target};
 use crate::document::tree::{self, Numbers};
-use crate::document::{CellKey, DecryptReport, Engine, KeySlot, Op, SkippedProperty, text};
+use crate::document::{CellKey, DecryptReport, Engine, KeySlot, Limits, Op, SkippedProperty, text};
 use crate::error::{Error, Result};
 use crate::keys::ResolvedKey;
 use crate::path::{self, Segment};
@@ -27,10 +27,34 @@ use crate::policy::ClientEncryptionPolicy;
 ///     .allow_unavailable_keys(true);
 /// assert_eq!(options.partition_key_paths(), ["/tenantId"]);
 /// ```
+///
+/// # Limits on untrusted documents
+///
+/// Documents come from outside (a database, a file, a stream), so every walk is bounded;
+/// a document over a limit fails with [`Error::LimitExceeded`] naming the limit (or, for
+/// nesting, [`Error::InvalidDocument`]), and nothing is written. Work is linear in the
+/// document's size. The defaults fit any Cosmos DB item (at most 2 MB) with room to spare:
+///
+/// | limit | default | applies to |
+/// |---|---|---|
+/// | [`max_document_bytes`](Self::max_document_bytes) | 16 MiB | the text and byte APIs (`encrypt_str`, `decrypt_slice`, ...) |
+/// | [`max_encrypted_leaves`](Self::max_encrypted_leaves) | 1,048,576 | leaves encrypted or decrypted in one document, all APIs |
+/// | [`max_string_bytes`](Self::max_string_bytes) | 4 MiB | one string leaf under a selected path, all APIs |
+/// | [`max_depth`](Self::max_depth) | 128 | nesting of a value under a selected path, all APIs |
+///
+/// Content outside the policy is validated by an iterative scanner (no recursion, so no
+/// stack overflow at any depth) and is bounded only by the document size.
+///
+/// ```
+/// use always_encrypted::PrepareOptions;
+/// let options = PrepareOptions::new().max_document_bytes(2 << 20).max_depth(32);
+/// assert_eq!(options.limits(), (2 << 20, 1 << 20, 4 << 20, 32));
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PrepareOptions {
     partition_key_paths: Vec<String>,
     allow_unavailable_keys: bool,
+    limits: Limits,
 }
 
 impl PrepareOptions {
@@ -63,6 +87,51 @@ impl PrepareOptions {
     /// The partition-key paths.
     pub fn partition_key_paths(&self) -> &[String] {
         &self.partition_key_paths
+    }
+
+    /// The largest JSON text document, in bytes, the text and byte APIs accept.
+    /// Default 16 MiB.
+    #[must_use]
+    pub fn max_document_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_document_bytes = bytes;
+        self
+    }
+
+    /// The most leaves (strings, numbers, booleans under selected paths) encrypted or
+    /// decrypted in one document. Default 1,048,576.
+    #[must_use]
+    pub fn max_encrypted_leaves(mut self, leaves: usize) -> Self {
+        self.limits.max_encrypted_leaves = leaves;
+        self
+    }
+
+    /// The longest string leaf under a selected path, in bytes: as JSON text (escapes
+    /// included) in the text API, as UTF-8 in the Value API; when decrypting, the stored
+    /// base64 string. Default 4 MiB.
+    #[must_use]
+    pub fn max_string_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_string_bytes = bytes;
+        self
+    }
+
+    /// The deepest nesting of a value under a selected path, counted in path segments
+    /// from the document root. Default 128 (as `serde_json`'s parser).
+    #[must_use]
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.limits.max_depth = depth;
+        self
+    }
+
+    /// The limits, as (`max_document_bytes`, `max_encrypted_leaves`, `max_string_bytes`,
+    /// `max_depth`).
+    pub fn limits(&self) -> (usize, usize, usize, usize) {
+        let l = &self.limits;
+        (
+            l.max_document_bytes,
+            l.max_encrypted_leaves,
+            l.max_string_bytes,
+            l.max_depth,
+        )
     }
 }
 
@@ -165,7 +234,7 @@ impl PreparedPolicy {
         }
         // Cell keys are derived here, once: per key id for the Cosmos algorithm, per
         // (key id, path, mode) for AE1 (HKDF), never per value.
-        let engine = Engine::new(policy, |p| match keys.get(p.key_id()) {
+        let mut engine = Engine::new(policy, |p| match keys.get(p.key_id()) {
             Some(Ok(key)) => KeySlot::Ready(match p.algorithm() {
                 Algorithm::Ae1Aes256GcmHkdfSha256 => CellKey::Ae1(Arc::new(ModernKey::new(
                     key.dek(),
@@ -187,6 +256,7 @@ impl PreparedPolicy {
                 }),
             },
         });
+        engine.limits = options.limits;
         Ok(PreparedPolicy {
             inner: Arc::new(Inner {
                 policy: policy.clone(),
@@ -242,7 +312,8 @@ impl PreparedPolicy {
     /// [`Error::InvalidDocument`] when `doc` is not an object or nests too deeply;
     /// [`Error::UnsupportedValue`] for a value that cannot be stored (an integer with no
     /// exact int64 or double, a non-string `/id`); [`Error::KeyUnavailable`] for a present
-    /// property whose key is unavailable; [`Error::Random`]. Errors name the path.
+    /// property whose key is unavailable; [`Error::Random`]; [`Error::LimitExceeded`] for
+    /// a document over a limit of [`PrepareOptions`]. Errors name the path.
     pub fn encrypt_document(&self, doc: &mut Value) -> Result<()> {
         self.document(doc, Op::Encrypt).map(drop)
     }
@@ -254,7 +325,8 @@ impl PreparedPolicy {
     ///
     /// [`Error::DecryptionFailed`] (tampered, wrong key) or [`Error::MalformedCiphertext`]
     /// naming the path and key id; [`Error::KeyUnavailable`] for a present property whose
-    /// key is unavailable; [`Error::InvalidDocument`] when `doc` is not an object.
+    /// key is unavailable; [`Error::InvalidDocument`] when `doc` is not an object;
+    /// [`Error::LimitExceeded`] for a document over a limit of [`PrepareOptions`].
     pub fn decrypt_document(&self, doc: &mut Value) -> Result<()> {
         self.document(doc, Op::Decrypt { lenient: false }).map(drop)
     }
@@ -298,7 +370,9 @@ impl PreparedPolicy {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidDocument`] for invalid JSON or a non-object; otherwise as
+    /// [`Error::InvalidDocument`] for invalid JSON or a non-object;
+    /// [`Error::LimitExceeded`] when `json` is longer than
+    /// [`PrepareOptions::max_document_bytes`]; otherwise as
     /// [`encrypt_document`](Self::encrypt_document). Never partial output.
     pub fn encrypt_str(&self, json: &str) -> Result<String> {
         let mut skipped = Vec::new();
@@ -322,7 +396,9 @@ impl PreparedPolicy {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidDocument`] for invalid JSON or a non-object; otherwise as
+    /// [`Error::InvalidDocument`] for invalid JSON or a non-object;
+    /// [`Error::LimitExceeded`] when `json` is longer than
+    /// [`PrepareOptions::max_document_bytes`]; otherwise as
     /// [`decrypt_document`](Self::decrypt_document). Never partial output.
     pub fn decrypt_str(&self, json: &str) -> Result<String> {
         let mut skipped = Vec::new();

@@ -5,7 +5,7 @@
 //! so at most a fixed number of batches is in memory whatever the input size.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 const BATCH_LINES: usize = 256;
 /// Bytes per batch, whichever comes first.
 const BATCH_BYTES: usize = 1 << 20;
+/// The longest line read: a hostile stream without newlines cannot exhaust memory. Far
+/// above the library's default document limit (16 MiB), which refuses big documents with
+/// a clearer error.
+const MAX_LINE_BYTES: u64 = 64 << 20;
 
 /// A document that could not be processed.
 #[derive(Debug)]
@@ -157,7 +161,29 @@ fn read_batches<E, R: BufRead>(
             return;
         }
         buf.clear();
-        let n = match input.read_until(b'\n', &mut buf) {
+        let n = match (&mut input)
+            .take(MAX_LINE_BYTES)
+            .read_until(b'\n', &mut buf)
+        {
+            Ok(n) if n as u64 == MAX_LINE_BYTES && buf.last() != Some(&b'\n') => {
+                // Send what came before, then the error in its place.
+                let _ = tx.send(std::mem::replace(
+                    &mut batch,
+                    Batch {
+                        seq: seq + 1,
+                        lines: Vec::new(),
+                        bytes: 0,
+                    },
+                ));
+                let _ = errors.send(Done {
+                    seq: seq + 1,
+                    result: Err(PipelineError::Read(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("line {} is longer than {MAX_LINE_BYTES} bytes", line_no + 1),
+                    ))),
+                });
+                return;
+            }
             Ok(n) => n,
             Err(e) => {
                 let _ = errors.send(Done {
@@ -387,6 +413,26 @@ mod tests {
             matches!(r, Err(PipelineError::NotUtf8 { line: 3 })),
             "{r:?}"
         );
+        assert_eq!(out, b"A\nB\n");
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_with_its_number() {
+        use std::io::{BufReader, Read};
+        let head = &b"a\nb\n"[..];
+        let endless = std::io::repeat(b'x').take(MAX_LINE_BYTES + 10);
+        let input = BufReader::new(head.chain(endless));
+        let mut out = Vec::new();
+        let r = run(input, &mut out, 2, &(), upper);
+        match r {
+            Err(PipelineError::Read(e)) => {
+                assert_eq!(
+                    e.to_string(),
+                    format!("line 3 is longer than {MAX_LINE_BYTES} bytes")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(out, b"A\nB\n");
     }
 

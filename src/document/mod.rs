@@ -25,10 +25,77 @@ use crate::path::Segment;
 use crate::policy::{ClientEncryptionPolicy, EncryptionPath};
 use crate::value::{self, Alphabet, Plaintext, TypeMarker};
 
-/// The deepest nesting the walker follows inside a selected property: a value whose path
+/// The default of [`Limits::max_depth`]: a value under a selected property whose path
 /// would have more than this many segments is refused (`serde_json` refuses such documents
 /// when it parses them, so only hand-built values and the text API can reach it).
 pub(crate) const MAX_DEPTH: usize = 128;
+
+/// Limits on untrusted documents (see `PrepareOptions`): every walk checks them, so a
+/// hostile document costs at most linear time and bounded memory, and never overflows
+/// the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Nesting depth of a value under a selected property (path segments).
+    pub(crate) max_depth: usize,
+    /// Size of a JSON text document in bytes (text and byte APIs).
+    pub(crate) max_document_bytes: usize,
+    /// Leaves encrypted or decrypted in one document.
+    pub(crate) max_encrypted_leaves: usize,
+    /// Length in bytes of one string leaf under a selected property (as JSON text in the
+    /// text API, as UTF-8 in the Value API; for decryption, the stored string).
+    pub(crate) max_string_bytes: usize,
+}
+
+impl Limits {
+    pub(crate) const DEFAULT: Limits = Limits {
+        max_depth: MAX_DEPTH,
+        max_document_bytes: 16 << 20,
+        max_encrypted_leaves: 1 << 20,
+        max_string_bytes: 4 << 20,
+    };
+
+    /// Checks the leaf count after one more leaf.
+    pub(crate) fn leaf(&self, count: &mut usize) -> Result<(), Error> {
+        *count += 1;
+        if *count > self.max_encrypted_leaves {
+            return Err(Error::LimitExceeded {
+                path: String::new(),
+                limit: "max_encrypted_leaves",
+                max: self.max_encrypted_leaves,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the length of a string leaf.
+    pub(crate) fn string(&self, len: usize) -> Result<(), Error> {
+        if len > self.max_string_bytes {
+            return Err(Error::LimitExceeded {
+                path: String::new(),
+                limit: "max_string_bytes",
+                max: self.max_string_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The error for a value nested deeper than `max_depth`.
+    pub(crate) fn too_deep(&self, path: String) -> Error {
+        Error::InvalidDocument {
+            path,
+            reason: format!(
+                "nested more than {} levels deep (the limit is PrepareOptions::max_depth)",
+                self.max_depth
+            ),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
 
 /// What a walk does to each selected leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +265,7 @@ fn prefix_key(name: &str) -> u64 {
 pub(crate) struct Engine {
     nodes: Vec<Node>,
     selected: Vec<Selected>,
+    pub(crate) limits: Limits,
 }
 
 pub(crate) const ROOT: usize = 0;
@@ -258,7 +326,11 @@ impl Engine {
             n.children
                 .sort_by(|a, b| (a.key, &a.name).cmp(&(b.key, &b.name)));
         }
-        Engine { nodes, selected }
+        Engine {
+            nodes,
+            selected,
+            limits: Limits::DEFAULT,
+        }
     }
 
     pub(crate) fn node(&self, id: usize) -> &Node {

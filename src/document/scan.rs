@@ -234,14 +234,48 @@ pub(crate) fn value_escaped(b: &[u8], i: usize, stack: &mut Vec<u8>) -> Scan<(us
 /// The JSON Pointer of the value that starts at byte `target` of the document `input`,
 /// found by rescanning the input from the start (only on errors and skips).
 pub(crate) fn path_at(input: &str, target: usize) -> String {
+    paths_at(input, &[target]).pop().unwrap_or_default()
+}
+
+/// The JSON Pointers of the values that start at the byte offsets `targets` (ascending) of
+/// `input`, in one rescan: linear however many there are (lenient decryption may skip
+/// every element of a large array).
+pub(crate) fn paths_at(input: &str, targets: &[usize]) -> Vec<String> {
     enum Frame {
         Object(Option<(usize, usize)>),
         Array(usize),
     }
+    let pointer = |stack: &[Frame]| {
+        let mut path = String::new();
+        let mut buf = String::new();
+        for frame in stack {
+            match frame {
+                Frame::Object(Some((s, e))) => {
+                    let raw = input.get(*s..*e).unwrap_or("\"?\"");
+                    crate::path::push_token(
+                        &mut path,
+                        super::unescape(raw, &mut buf).unwrap_or("?"),
+                    );
+                }
+                Frame::Object(None) => {}
+                Frame::Array(n) => crate::path::push_token(&mut path, &n.to_string()),
+            }
+        }
+        path
+    };
     let b = input.as_bytes();
+    let mut out = Vec::with_capacity(targets.len());
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = 0;
-    while i < target && i < b.len() {
+    loop {
+        while let Some(&t) = targets.get(out.len())
+            && (t <= i || i >= b.len())
+        {
+            out.push(pointer(&stack));
+        }
+        if out.len() == targets.len() || i >= b.len() {
+            break;
+        }
         match b[i] {
             b'{' => stack.push(Frame::Object(None)),
             b'[' => stack.push(Frame::Array(0)),
@@ -267,19 +301,7 @@ pub(crate) fn path_at(input: &str, target: usize) -> String {
         }
         i += 1;
     }
-    let mut path = String::new();
-    let mut buf = String::new();
-    for frame in &stack {
-        match frame {
-            Frame::Object(Some((s, e))) => {
-                let raw = input.get(*s..*e).unwrap_or("\"?\"");
-                crate::path::push_token(&mut path, super::unescape(raw, &mut buf).unwrap_or("?"));
-            }
-            Frame::Object(None) => {}
-            Frame::Array(n) => crate::path::push_token(&mut path, &n.to_string()),
-        }
-    }
-    path
+    out
 }
 
 /// Line and column (1-based, columns in bytes) of byte `at`, as `serde_json` reports them.

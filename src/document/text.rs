@@ -10,10 +10,8 @@
 //! children. Paths for error messages and reports are worked out only when needed, by
 //! rescanning the input up to the offending offset.
 
-use super::scan::{self, ScanError, path_at, skip_ws};
-use super::{
-    Buffers, CellKey, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty, unescape,
-};
+use super::scan::{self, ScanError, path_at, paths_at, skip_ws};
+use super::{Buffers, CellKey, Engine, KeySlot, Op, ROOT, Selected, SkippedProperty, unescape};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
@@ -27,6 +25,13 @@ pub(crate) fn transform(
     input: &str,
     skipped: &mut Vec<SkippedProperty>,
 ) -> Result<Vec<u8>> {
+    if input.len() > engine.limits.max_document_bytes {
+        return Err(Error::LimitExceeded {
+            path: String::new(),
+            limit: "max_document_bytes",
+            max: engine.limits.max_document_bytes,
+        });
+    }
     let capacity = match op {
         Op::Encrypt => input.len() + input.len() / 2 + 64,
         Op::Decrypt { .. } => input.len(),
@@ -38,6 +43,8 @@ pub(crate) fn transform(
         bufs: Buffers::new(),
         stack: Vec::new(),
         skipped,
+        leaves: 0,
+        skip_offsets: Vec::new(),
     };
     let b = input.as_bytes();
     let root = engine.node(ROOT);
@@ -105,7 +112,14 @@ pub(crate) fn transform(
         Ok(())
     };
     match run() {
-        Ok(()) => Ok(out),
+        Ok(()) => {
+            let first = w.skipped.len() - w.skip_offsets.len();
+            let paths = paths_at(input, &w.skip_offsets);
+            for (s, p) in w.skipped[first..].iter_mut().zip(paths) {
+                s.path = p;
+            }
+            Ok(out)
+        }
         Err(e) => {
             // The partial output may hold decrypted values: wipe it before it is freed.
             out.zeroize();
@@ -134,6 +148,10 @@ struct Walk<'e, 'a, 'r> {
     /// Nesting scratch for the scanner.
     stack: Vec<u8>,
     skipped: &'r mut Vec<SkippedProperty>,
+    /// Leaves transformed so far.
+    leaves: usize,
+    /// Where each property pushed to `skipped` starts.
+    skip_offsets: Vec<usize>,
 }
 
 impl Walk<'_, '_, '_> {
@@ -255,14 +273,16 @@ impl Walk<'_, '_, '_> {
         let key = match &sel.key {
             KeySlot::Ready(k) => k,
             KeySlot::Unavailable { key_id, error } => {
-                let path = path_at(self.input, start);
                 if self.op == (Op::Decrypt { lenient: true }) {
-                    self.skipped.push(SkippedProperty::new(path, key_id, error));
+                    // The path is found afterwards, for every skip in one rescan.
+                    self.skipped
+                        .push(SkippedProperty::new(String::new(), key_id, error));
+                    self.skip_offsets.push(start);
                     out.extend_from_slice(slice(self.input, start, end)?);
                     return Ok(());
                 }
                 return Err(Error::KeyUnavailable {
-                    path,
+                    path: path_at(self.input, start),
                     key_id: key_id.clone(),
                     source: error.clone(),
                 });
@@ -319,11 +339,8 @@ impl Walk<'_, '_, '_> {
                 }
                 b'{' | b'[' => {
                     nesting += 1;
-                    if depth + nesting > MAX_DEPTH {
-                        return Err(Error::InvalidDocument {
-                            path: path_at(self.input, i),
-                            reason: format!("nested more than {MAX_DEPTH} levels deep"),
-                        });
+                    if depth + nesting > self.engine.limits.max_depth {
+                        return Err(self.engine.limits.too_deep(path_at(self.input, i)));
                     }
                     i += 1;
                 }
@@ -348,6 +365,9 @@ impl Walk<'_, '_, '_> {
         escaped: bool,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        let limits = &self.engine.limits;
+        limits.leaf(&mut self.leaves)?;
+        limits.string(end.saturating_sub(start + 2))?;
         let Buffers {
             scratch,
             plain,
@@ -397,6 +417,7 @@ impl Walk<'_, '_, '_> {
                 reason: "an encrypted value must be a JSON string",
             });
         }
+        self.engine.limits.leaf(&mut self.leaves)?;
         let pt = match v {
             Scalar::Number(lit) => Plaintext::from_number_literal(lit)?,
             Scalar::Bool(b) => Plaintext::boolean(b),

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
-use super::{Buffers, CellKey, Engine, KeySlot, MAX_DEPTH, Op, ROOT, Selected, SkippedProperty};
+use super::{Buffers, CellKey, Engine, KeySlot, Op, ROOT, Selected, SkippedProperty};
 use crate::error::{Error, Result};
 use crate::path::push_token;
 use crate::value::{Alphabet, Plaintext, plaintext_to_json};
@@ -35,6 +35,8 @@ pub(crate) struct Walk<'e, 'a> {
     bufs: Buffers,
     stack: Vec<Seg<'a>>,
     pub(crate) skipped: Vec<SkippedProperty>,
+    /// Leaves transformed so far.
+    leaves: usize,
 }
 
 impl<'e, 'a> Walk<'e, 'a> {
@@ -46,6 +48,7 @@ impl<'e, 'a> Walk<'e, 'a> {
             bufs: Buffers::new(),
             stack: Vec::new(),
             skipped: Vec::new(),
+            leaves: 0,
         }
     }
 
@@ -235,6 +238,11 @@ impl<'e, 'a> Walk<'e, 'a> {
         alphabet: Alphabet,
         v: &Value,
     ) -> Result<Value> {
+        let limits = &self.engine.limits;
+        limits.leaf(&mut self.leaves)?;
+        if let Value::String(s) = v {
+            limits.string(s.len())?;
+        }
         match self.op {
             Op::Encrypt => {
                 let pt = match (v, self.numbers) {
@@ -272,11 +280,8 @@ impl<'e, 'a> Walk<'e, 'a> {
     }
 
     fn check_depth(&self) -> Result<()> {
-        if self.stack.len() + 1 > MAX_DEPTH {
-            return Err(Error::InvalidDocument {
-                path: self.path(),
-                reason: format!("nested more than {MAX_DEPTH} levels deep"),
-            });
+        if self.stack.len() + 1 > self.engine.limits.max_depth {
+            return Err(self.engine.limits.too_deep(self.path()));
         }
         Ok(())
     }
