@@ -485,6 +485,21 @@ pub(crate) fn encrypt_to_stored_bytes_into(
     }
 }
 
+/// Decodes `stored` in `alphabet` into `raw` (cleared first).
+fn decode_into(stored: &str, alphabet: Alphabet, raw: &mut Vec<u8>) -> std::result::Result<(), ()> {
+    raw.clear();
+    alphabet.engine().decode_vec(stored, raw).map_err(|_| ())
+}
+
+/// A [`Error::MalformedCiphertext`] naming `key_id`, with the path filled in later.
+fn malformed_for(key_id: &str, reason: &'static str) -> Error {
+    Error::MalformedCiphertext {
+        path: String::new(),
+        key_id: key_id.to_owned(),
+        reason,
+    }
+}
+
 /// Decodes and decrypts a stored value, leaving the serialized plaintext in `plain` and
 /// returning its type marker. `raw` is scratch space for the decoded bytes. Reusing both
 /// buffers, a caller decrypting many values allocates nothing per value.
@@ -498,16 +513,8 @@ pub(crate) fn decrypt_stored_into(
     raw: &mut Vec<u8>,
     plain: &mut Zeroizing<Vec<u8>>,
 ) -> Result<TypeMarker> {
-    let malformed = |reason| Error::MalformedCiphertext {
-        path: String::new(),
-        key_id: key.key_id().to_owned(),
-        reason,
-    };
-    raw.clear();
-    alphabet
-        .engine()
-        .decode_vec(stored, raw)
-        .map_err(|_| malformed("not valid base64"))?;
+    let malformed = |reason| malformed_for(key.key_id(), reason);
+    decode_into(stored, alphabet, raw).map_err(|()| malformed("not valid base64"))?;
     let (&marker, ciphertext) = raw.split_first().ok_or(malformed("empty value"))?;
     let marker = TypeMarker::try_from(marker).map_err(|_| malformed("unknown type marker"))?;
     if marker == TypeMarker::Null {
@@ -620,16 +627,8 @@ pub(crate) fn ae1_decrypt_stored_into(
     raw: &mut Vec<u8>,
     plain: &mut Zeroizing<Vec<u8>>,
 ) -> Result<TypeMarker> {
-    let malformed = |reason| Error::MalformedCiphertext {
-        path: String::new(),
-        key_id: key.key_id().to_owned(),
-        reason,
-    };
-    raw.clear();
-    alphabet
-        .engine()
-        .decode_vec(stored, raw)
-        .map_err(|_| malformed("not valid base64"))?;
+    let malformed = |reason| malformed_for(key.key_id(), reason);
+    decode_into(stored, alphabet, raw).map_err(|()| malformed("not valid base64"))?;
     if raw.first().is_some_and(|b| (1..=5).contains(b)) {
         return Err(malformed(
             "a value in the Cosmos format (AEAD_AES_256_CBC_HMAC_SHA256) on an AE1 path",
