@@ -210,8 +210,10 @@ impl ClientEncryptionKeyResource {
         let encryption_algorithm =
             Algorithm::from_name(&encryption_algorithm).ok_or_else(|| {
                 bad(format!(
-                    "unknown `encryptionAlgorithm` '{encryption_algorithm}' (expected {})",
-                    Algorithm::AeadAes256CbcHmacSha256
+                    "unknown `encryptionAlgorithm` '{encryption_algorithm}' (expected {}, as \
+                     Cosmos DB writes it, or {})",
+                    Algorithm::AeadAes256CbcHmacSha256,
+                    Algorithm::Ae1Aes256GcmHkdfSha256
                 ))
             })?;
         let metadata = match obj.shift_remove("keyWrapMetadata") {
