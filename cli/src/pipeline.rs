@@ -166,22 +166,11 @@ fn read_batches<E, R: BufRead>(
             .read_until(b'\n', &mut buf)
         {
             Ok(n) if n as u64 == MAX_LINE_BYTES && buf.last() != Some(&b'\n') => {
-                // Send what came before, then the error in its place.
-                let _ = tx.send(std::mem::replace(
-                    &mut batch,
-                    Batch {
-                        seq: seq + 1,
-                        lines: Vec::new(),
-                        bytes: 0,
-                    },
-                ));
-                let _ = errors.send(Done {
-                    seq: seq + 1,
-                    result: Err(PipelineError::Read(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("line {} is longer than {MAX_LINE_BYTES} bytes", line_no + 1),
-                    ))),
-                });
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("line {} is longer than {MAX_LINE_BYTES} bytes", line_no + 1),
+                );
+                send_then_fail(batch, &tx, &errors, PipelineError::Read(error));
                 return;
             }
             Ok(n) => n,
@@ -205,19 +194,12 @@ fn read_batches<E, R: BufRead>(
         let text = text.strip_suffix(b"\n").unwrap_or(text);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let Ok(text) = std::str::from_utf8(text) else {
-            // Send what came before, then the error in its place.
-            let _ = tx.send(std::mem::replace(
-                &mut batch,
-                Batch {
-                    seq: seq + 1,
-                    lines: Vec::new(),
-                    bytes: 0,
-                },
-            ));
-            let _ = errors.send(Done {
-                seq: seq + 1,
-                result: Err(PipelineError::NotUtf8 { line: line_no }),
-            });
+            send_then_fail(
+                batch,
+                &tx,
+                &errors,
+                PipelineError::NotUtf8 { line: line_no },
+            );
             return;
         };
         if !text.trim().is_empty() {
@@ -241,6 +223,22 @@ fn read_batches<E, R: BufRead>(
         }
     }
     let _ = tx.send(batch);
+}
+
+/// Sends the lines read so far, then `error` in the place of the next batch, so that the
+/// writer writes everything before the failing line and then reports it.
+fn send_then_fail<E>(
+    batch: Batch,
+    tx: &SyncSender<Batch>,
+    errors: &SyncSender<Done<E>>,
+    error: PipelineError<E>,
+) {
+    let seq = batch.seq + 1;
+    let _ = tx.send(batch);
+    let _ = errors.send(Done {
+        seq,
+        result: Err(error),
+    });
 }
 
 fn work<E, F>(
