@@ -11,7 +11,7 @@ use std::time::Duration;
 use always_encrypted::Error;
 use always_encrypted::cipher::{Algorithm, CbcHmacKey, EncryptionType};
 use always_encrypted::keys::{
-    CacheKey, CacheOptions, ClientEncryptionKeyResource, DataEncryptionKey, DekCache,
+    CacheClock, CacheKey, CacheOptions, ClientEncryptionKeyResource, DataEncryptionKey, DekCache,
     FakeKeyProvider, InMemoryKeyStore, KeyEncryptionKeyProvider, KeyProviderErrorKind, KeyResolver,
     KeyWrapAlgorithm, KeyWrapMetadata, ResolvedKey,
 };
@@ -45,8 +45,13 @@ struct Fixture {
 }
 
 /// A resolver over an in-memory store with keys `ids` (all under one KEK), the fake as
-/// provider, and `options`. The fake's counters start at zero.
+/// provider, and `options` on Tokio's clock (the tests pause and advance it). The fake's
+/// counters start at zero.
 async fn fixture(ids: &[&str], options: CacheOptions) -> Fixture {
+    let options = CacheOptions {
+        clock: CacheClock::Tokio,
+        ..options
+    };
     let fake = Arc::new(FakeKeyProvider::new());
     let mut keys = Vec::new();
     for id in ids {
@@ -202,7 +207,10 @@ async fn same_id_rewrapped_is_a_new_entry() {
     // A key id whose wrapped bytes change (a rewrap elsewhere) is not served from the old
     // entry: the digest of the wrapped bytes is part of the cache key.
     let fake = Arc::new(FakeKeyProvider::new());
-    let cache = DekCache::new(CacheOptions::default());
+    let cache = DekCache::new(CacheOptions {
+        clock: CacheClock::Tokio,
+        ..CacheOptions::default()
+    });
     let p: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
     let dek = DataEncryptionKey::generate().unwrap();
     let one = cek(&fake, "a", KEK, &dek).await;
@@ -516,4 +524,31 @@ async fn debug_of_key_holding_types_shows_no_key_bytes() {
     common::assert_no_key_bytes(&text, &raw);
     common::assert_no_key_bytes(&text, &wrapped);
     assert!(!text.contains("171"), "{text}");
+}
+
+/// The default clock is the coarse monotonic clock: real time, a few milliseconds of
+/// resolution. A key is served within its TTL and unwrapped again after it.
+#[tokio::test]
+async fn the_default_coarse_clock_expires_keys_in_real_time() {
+    let options = CacheOptions {
+        ttl: Duration::from_millis(300),
+        refresh_ahead: Duration::ZERO,
+        stale_grace: Duration::ZERO,
+        ..CacheOptions::default()
+    };
+    assert_eq!(options.clock, CacheClock::Coarse);
+    let fake = Arc::new(FakeKeyProvider::new());
+    let c = cek(&fake, "cek1", KEK, &DataEncryptionKey::generate().unwrap()).await;
+    let key = CacheKey::for_resource(&c);
+    let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+    let cache = DekCache::new(options);
+    fake.reset_counts();
+    let first = cache.get_or_unwrap(&key, &provider).await.unwrap();
+    assert!(cache.get(&key).is_some_and(|k| k.ptr_eq(&first)));
+    assert_eq!(fake.unwrap_calls(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(cache.get(&key).is_none(), "served past its TTL");
+    let second = cache.get_or_unwrap(&key, &provider).await.unwrap();
+    assert!(!second.ptr_eq(&first));
+    assert_eq!(fake.unwrap_calls(), 2);
 }

@@ -45,6 +45,51 @@ pub struct CacheOptions {
     /// `Duration::ZERO` turns it off. Failures because access was denied or the key was
     /// disabled or deleted never get a grace: the key is evicted at once.
     pub stale_grace: Duration,
+    /// Where the cache reads the time (default [`CacheClock::Coarse`]).
+    pub clock: CacheClock,
+}
+
+/// Where a [`DekCache`] reads the time for its TTL, refresh-ahead and grace decisions.
+///
+/// ```
+/// use always_encrypted::keys::{CacheClock, CacheOptions};
+///
+/// // Tests that drive time with `tokio::time::pause` and `advance` use the Tokio clock.
+/// let opts = CacheOptions { clock: CacheClock::Tokio, ..CacheOptions::default() };
+/// assert_ne!(opts, CacheOptions::default());
+/// assert_eq!(CacheOptions::default().clock, CacheClock::Coarse);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CacheClock {
+    /// The operating system's coarse monotonic clock: on Linux `CLOCK_MONOTONIC_COARSE`
+    /// (a resolution of a few milliseconds, so a key may be served a few milliseconds past
+    /// its TTL), elsewhere the precise monotonic clock. A read costs a few nanoseconds and
+    /// scales across cores, where a precise read costs 30–50 ns on a virtual machine and
+    /// does not scale on some (on the 2-core machine of `BENCHMARKS.md`, two threads
+    /// reading it at once each took twice as long): every cache hit reads the clock.
+    #[default]
+    Coarse,
+    /// Tokio's clock (`tokio::time::Instant`): follows `tokio::time::pause` and
+    /// `tokio::time::advance`, for tests that control time. A precise read per lookup.
+    Tokio,
+}
+
+/// The coarse monotonic clock, in nanoseconds.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn coarse_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nsec = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+/// The monotonic clock, in nanoseconds (no coarse clock on this platform).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn coarse_nanos() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    nanos(std::time::Instant::now().saturating_duration_since(epoch))
 }
 
 impl Default for CacheOptions {
@@ -54,6 +99,7 @@ impl Default for CacheOptions {
             max_entries: 1024,
             refresh_ahead: Duration::from_secs(300),
             stale_grace: Duration::from_secs(300),
+            clock: CacheClock::Coarse,
         }
     }
 }
@@ -61,10 +107,14 @@ impl Default for CacheOptions {
 /// After a failed refresh, the next one starts no sooner than this.
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
-/// Number of replicas of the map. Readers use the replica of their thread's stripe, so
-/// threads looking up the same key do not share a lock word; writers (rare: an unwrap, an
-/// eviction) update every replica under all the locks.
-const REPLICAS: usize = STRIPES;
+/// The number of replicas of the map: one per CPU, at most [`STRIPES`]. Readers use the
+/// replica of their thread's stripe, so threads looking up the same key share neither a
+/// lock word nor a reference count (each replica holds its own copy of the key, see
+/// [`ResolvedKey::replicate`]); writers (rare: an unwrap, an eviction) update every
+/// replica under all the locks.
+fn replica_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(STRIPES))
+}
 
 /// This thread's stripe, assigned round-robin on first use.
 fn stripe() -> usize {
@@ -200,7 +250,7 @@ struct StripedCounter([PaddedU64; STRIPES]);
 
 const STRIPES: usize = 8;
 
-#[repr(align(64))]
+#[repr(align(128))]
 #[derive(Default)]
 struct PaddedU64(AtomicU64);
 
@@ -302,13 +352,26 @@ impl Entry {
     }
 }
 
-type Map = HashMap<CacheKey, Arc<Entry>, PassThrough>;
-type Replica = RwLock<Map>;
+/// What a replica holds for a key: the shared entry and the replica's copy of the key.
+struct Slot {
+    entry: Arc<Entry>,
+    value: ResolvedKey,
+}
+
+type Map = HashMap<CacheKey, Slot, PassThrough>;
+/// One replica of the map, alone on its cache lines (128 bytes: a line and the one the
+/// prefetcher pairs with it), so readers of different replicas never share a line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Replica(RwLock<Map>);
 type Flight = Arc<OnceCell<Result<ResolvedKey, KeyProviderError>>>;
 
 struct Inner {
     options: CacheOptions,
-    epoch: Instant,
+    /// The coarse clock's reading when the cache was made (for [`CacheClock::Coarse`]).
+    coarse_epoch: u64,
+    /// Tokio's clock when the cache was made (for [`CacheClock::Tokio`]).
+    tokio_epoch: Instant,
     replicas: Box<[Replica]>,
     len: AtomicUsize,
     seq: AtomicU64,
@@ -374,8 +437,9 @@ impl DekCache {
         let cache = DekCache {
             inner: Arc::new(Inner {
                 options,
-                epoch: Instant::now(),
-                replicas: (0..REPLICAS).map(|_| Replica::default()).collect(),
+                coarse_epoch: coarse_nanos(),
+                tokio_epoch: Instant::now(),
+                replicas: (0..replica_count()).map(|_| Replica::default()).collect(),
                 len: AtomicUsize::new(0),
                 seq: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
@@ -512,11 +576,11 @@ impl fmt::Debug for DekCache {
 
 fn read(s: &Replica) -> std::sync::RwLockReadGuard<'_, Map> {
     // The map is valid after a panic elsewhere: each change is a single insert or remove.
-    s.read().unwrap_or_else(PoisonError::into_inner)
+    s.0.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn write(s: &Replica) -> std::sync::RwLockWriteGuard<'_, Map> {
-    s.write().unwrap_or_else(PoisonError::into_inner)
+    s.0.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -528,13 +592,17 @@ impl Inner {
         !self.options.ttl.is_zero() && self.options.max_entries > 0
     }
 
+    /// Nanoseconds since the cache was made.
     fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch))
+        match self.options.clock {
+            CacheClock::Coarse => coarse_nanos().saturating_sub(self.coarse_epoch),
+            CacheClock::Tokio => nanos(Instant::now().saturating_duration_since(self.tokio_epoch)),
+        }
     }
 
     /// The replica this thread reads.
     fn local(&self) -> &Replica {
-        &self.replicas[stripe() % REPLICAS]
+        &self.replicas[stripe() % self.replicas.len()]
     }
 
     /// Every replica, write-locked (always in the same order, so writers cannot deadlock).
@@ -549,15 +617,16 @@ impl Inner {
         let now = self.now();
         let refresh = {
             let map = read(self.local());
-            let e = map.get(key)?;
+            let slot = map.get(key)?;
+            let e = &slot.entry;
             if now < e.refresh_at {
                 e.touch(now);
                 self.counters.hits.inc();
-                return Some(e.value.clone());
+                return Some(slot.value.clone());
             }
             let value = if now < e.expires_at {
                 self.counters.hits.inc();
-                e.value.clone()
+                slot.value.clone()
             } else if now < e.stale_until.load(Relaxed) {
                 self.counters.stale_hits.inc();
                 tracing::debug!(
@@ -565,7 +634,7 @@ impl Inner {
                     kek_url = key.kek_url(),
                     "DEK cache: serving an expired key within its stale grace"
                 );
-                e.value.clone()
+                slot.value.clone()
             } else {
                 // Expired: the caller unwraps; the entry goes at once.
                 drop(map);
@@ -729,7 +798,7 @@ impl Inner {
     }
 
     fn entry(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        read(self.local()).get(key).cloned()
+        read(self.local()).get(key).map(|s| Arc::clone(&s.entry))
     }
 
     fn insert(
@@ -759,9 +828,24 @@ impl Inner {
             seq: self.seq.fetch_add(1, Relaxed),
         });
         let mut replaced = false;
-        for mut map in self.write_all() {
-            replaced = map.insert(key.clone(), Arc::clone(&entry)).is_some();
+        let mut old = Vec::new();
+        for (i, mut map) in self.write_all().into_iter().enumerate() {
+            let value = if i == 0 {
+                entry.value.clone()
+            } else {
+                entry.value.replicate()
+            };
+            let slot = Slot {
+                entry: Arc::clone(&entry),
+                value,
+            };
+            if let Some(prev) = map.insert(key.clone(), slot) {
+                replaced = true;
+                old.push(prev);
+            }
         }
+        // Replaced keys drop (and zeroize) here, outside the locks.
+        drop(old);
         if !replaced {
             self.len.fetch_add(1, Relaxed);
         }
@@ -775,11 +859,11 @@ impl Inner {
     /// Evicts the least recently used key other than `keep`.
     fn evict_lru(&self, keep: &CacheKey) -> bool {
         let mut victim: Option<(u64, u64, CacheKey)> = None;
-        for (k, e) in read(self.local()).iter() {
+        for (k, slot) in read(self.local()).iter() {
             if k == keep {
                 continue;
             }
-            let rank = (e.last_used.load(Relaxed), e.seq);
+            let rank = (slot.entry.last_used.load(Relaxed), slot.entry.seq);
             if victim.as_ref().is_none_or(|(u, q, _)| rank < (*u, *q)) {
                 victim = Some((rank.0, rank.1, k.clone()));
             }
@@ -787,11 +871,13 @@ impl Inner {
         let Some((_, _, k)) = victim else {
             return false;
         };
-        let mut removed = false;
+        let mut removed = Vec::new();
         for mut map in self.write_all() {
-            removed = map.remove(&k).is_some();
+            removed.extend(map.remove(&k));
         }
-        if removed {
+        let found = !removed.is_empty();
+        drop(removed);
+        if found {
             self.len.fetch_sub(1, Relaxed);
             bump(&self.counters.lru_evictions);
             tracing::debug!(
@@ -806,11 +892,10 @@ impl Inner {
     /// Removes `key` if it may no longer be served.
     fn remove_if_dead(&self, key: &CacheKey, now: u64) {
         let mut maps = self.write_all();
-        if maps[0].get(key).is_some_and(|e| !e.alive(now)) {
-            for map in &mut maps {
-                map.remove(key);
-            }
+        if maps[0].get(key).is_some_and(|s| !s.entry.alive(now)) {
+            let removed: Vec<Slot> = maps.iter_mut().filter_map(|m| m.remove(key)).collect();
             drop(maps);
+            drop(removed);
             self.len.fetch_sub(1, Relaxed);
             bump(&self.counters.expirations);
             tracing::debug!(
@@ -827,7 +912,7 @@ impl Inner {
         let mut maps = self.write_all();
         let doomed: Vec<CacheKey> = maps[0]
             .iter()
-            .filter(|(k, e)| pred(k, e))
+            .filter(|(k, s)| pred(k, &s.entry))
             .map(|(k, _)| k.clone())
             .collect();
         for map in &mut maps {

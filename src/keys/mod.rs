@@ -31,7 +31,7 @@ pub use azure::{
     AzureKeyVaultOptions, AzureKeyVaultProvider, CredentialChain, DefaultCredentialOptions,
     KeyVaultKeyUrl,
 };
-pub use cache::{CacheKey, CacheOptions, CacheStats, DekCache};
+pub use cache::{CacheClock, CacheKey, CacheOptions, CacheStats, DekCache};
 pub use dek::DataEncryptionKey;
 #[cfg(feature = "test-util")]
 pub use fake::FakeKeyProvider;

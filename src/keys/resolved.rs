@@ -20,18 +20,42 @@ struct Inner {
     key_id: String,
     dek: DataEncryptionKey,
     cbc_hmac: CbcHmacKey,
+    /// The identity of the unwrap this material came from, shared by its replicas (see
+    /// [`ResolvedKey::replicate`]). Declared last, so it is released after the material
+    /// is zeroized.
+    origin: Arc<Origin>,
 }
+
+/// The identity of one unwrap.
+struct Origin;
 
 impl ResolvedKey {
     /// Prepares `dek`, the unwrapped key of client encryption key `key_id`.
     pub fn new(key_id: impl Into<String>, dek: DataEncryptionKey) -> Self {
-        let key_id = key_id.into();
+        Self::with_origin(key_id.into(), dek, Arc::new(Origin))
+    }
+
+    fn with_origin(key_id: String, dek: DataEncryptionKey, origin: Arc<Origin>) -> Self {
         let cbc_hmac = CbcHmacKey::new(key_id.clone(), &dek);
         ResolvedKey(Arc::new(Inner {
             key_id,
             dek,
             cbc_hmac,
+            origin,
         }))
+    }
+
+    /// A second copy of this key's material with its own reference count, counted as the
+    /// same key by [`ptr_eq`](Self::ptr_eq) and [`downgrade`](Self::downgrade). The DEK
+    /// cache keeps one per replica of its map, so threads that clone a hot key do not
+    /// bounce one reference count between cores. Every copy is zeroized when its last
+    /// clone is dropped.
+    pub(crate) fn replicate(&self) -> Self {
+        match DataEncryptionKey::from_bytes(self.0.dek.expose_secret()) {
+            Ok(dek) => Self::with_origin(self.0.key_id.clone(), dek, Arc::clone(&self.0.origin)),
+            // Cannot happen (the length is fixed); sharing the one copy is still correct.
+            Err(_) => self.clone(),
+        }
     }
 
     /// The client encryption key id.
@@ -49,18 +73,19 @@ impl ResolvedKey {
         &self.0.dek
     }
 
-    /// True when both handles share the same key material (the same unwrap).
+    /// True when both handles hold the material of the same unwrap (the DEK cache may
+    /// hand out one copy of it per replica of its map; they count as the same key).
     pub fn ptr_eq(&self, other: &ResolvedKey) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.0.origin, &other.0.origin)
     }
 
-    /// A handle that tells whether this key material has been released (every clone
-    /// dropped, so the keys were zeroized), without keeping it alive. It cannot give the
-    /// key back.
+    /// A handle that tells whether this key material has been released (every clone of
+    /// every copy dropped, so the keys were zeroized), without keeping it alive. It cannot
+    /// give the key back.
     pub fn downgrade(&self) -> WeakResolvedKey {
         WeakResolvedKey {
             key_id: self.0.key_id.clone(),
-            inner: Arc::downgrade(&self.0),
+            origin: Arc::downgrade(&self.0.origin),
         }
     }
 }
@@ -70,13 +95,13 @@ impl ResolvedKey {
 #[derive(Clone)]
 pub struct WeakResolvedKey {
     key_id: String,
-    inner: Weak<Inner>,
+    origin: Weak<Origin>,
 }
 
 impl WeakResolvedKey {
     /// True when every clone of the key was dropped: its material was zeroized.
     pub fn is_released(&self) -> bool {
-        self.inner.strong_count() == 0
+        self.origin.strong_count() == 0
     }
 
     /// The client encryption key id.
@@ -114,6 +139,29 @@ mod tests {
         assert!(!s.contains("171") && !s.to_lowercase().contains("abab"));
         assert!(k.ptr_eq(&k.clone()));
         assert_eq!(k.cbc_hmac().key_id(), "cek1");
+    }
+
+    #[test]
+    fn replicas_are_the_same_key_with_their_own_count() {
+        let k = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[0xAB; 32]).unwrap());
+        let r = k.replicate();
+        assert!(k.ptr_eq(&r) && r.ptr_eq(&k));
+        assert!(!Arc::ptr_eq(&k.0, &r.0));
+        assert_eq!(r.key_id(), "cek1");
+        assert_eq!(r.dek().expose_secret(), k.dek().expose_secret());
+        let ct = k
+            .cbc_hmac()
+            .encrypt(b"x", crate::cipher::EncryptionType::Deterministic)
+            .unwrap();
+        assert_eq!(&r.cbc_hmac().decrypt(&ct).unwrap()[..], b"x");
+        let other = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[0xAB; 32]).unwrap());
+        assert!(!other.ptr_eq(&k));
+        // Released only when every copy is gone.
+        let w = k.downgrade();
+        drop(k);
+        assert!(!w.is_released());
+        drop(r);
+        assert!(w.is_released());
     }
 
     #[test]
