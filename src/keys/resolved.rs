@@ -16,6 +16,9 @@ use crate::keys::DataEncryptionKey;
 #[derive(Clone)]
 pub struct ResolvedKey(Arc<Inner>);
 
+/// Aligned to 128 bytes (a cache line and the one the prefetcher pairs with it), so the
+/// reference count of one copy never shares a line with another copy's or anything else.
+#[repr(align(128))]
 struct Inner {
     key_id: String,
     dek: DataEncryptionKey,
