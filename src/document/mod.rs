@@ -465,7 +465,6 @@ impl SkippedProperty {
     /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
     /// # })?;
     /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
-    /// # // A reader whose key lookup finds cek1 only: cek-hr is recorded as unavailable.
     /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
     /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
     /// #     "cek1" => Ok(pii.clone()),
@@ -498,7 +497,6 @@ impl SkippedProperty {
     /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
     /// # })?;
     /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
-    /// # // A reader whose key lookup finds cek1 only: cek-hr is recorded as unavailable.
     /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
     /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
     /// #     "cek1" => Ok(pii.clone()),
@@ -532,7 +530,6 @@ impl SkippedProperty {
     /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
     /// # })?;
     /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
-    /// # // A reader whose key lookup finds cek1 only: cek-hr is recorded as unavailable.
     /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
     /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
     /// #     "cek1" => Ok(pii.clone()),
@@ -615,7 +612,6 @@ impl DecryptReport {
     /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
     /// # })?;
     /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
-    /// # // A reader whose key lookup finds cek1 only: cek-hr is recorded as unavailable.
     /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
     /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
     /// #     "cek1" => Ok(pii.clone()),
@@ -650,7 +646,6 @@ impl DecryptReport {
     /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
     /// # })?;
     /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
-    /// # // A reader whose key lookup finds cek1 only: cek-hr is recorded as unavailable.
     /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
     /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
     /// #     "cek1" => Ok(pii.clone()),
