@@ -7,6 +7,30 @@ use std::path::PathBuf;
 ///
 /// Every variant says what went wrong and where (the JSON path, the key id, the file),
 /// and never carries key material or plaintext.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+/// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+/// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+/// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+/// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+///
+/// // `prepared` encrypts /ssn with the key cek1.
+/// let mut stored = prepared.encrypt_str(r#"{"ssn": "123-45-6789"}"#)?;
+/// // Change one base64 character of the stored value's tag (the value starts at byte 9).
+/// let c = if &stored[20..21] == "A" { "B" } else { "A" };
+/// stored.replace_range(20..21, c);
+/// let err = prepared.decrypt_str(&stored).unwrap_err();
+/// assert!(matches!(&err, Error::DecryptionFailed { path, key_id }
+///     if path == "/ssn" && key_id == "cek1"));
+/// assert!(err.to_string().starts_with("cannot decrypt the value at /ssn with key 'cek1'"));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum Error {
@@ -186,6 +210,20 @@ pub enum Error {
 }
 
 /// `Result` with [`Error`] as the default error type.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::{ClientEncryptionPolicy, Result};
+///
+/// fn key_ids(policy_json: &str) -> Result<Vec<String>> {
+///     let policy = ClientEncryptionPolicy::from_json(policy_json)?;
+///     Ok(policy.key_ids().into_iter().map(String::from).collect())
+/// }
+/// assert!(key_ids("not JSON").is_err());
+/// assert!(key_ids(r#"{"includedPaths": []}"#)?.is_empty());
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -212,6 +250,25 @@ impl Error {
     /// store, access denied, key-encryption key not found or disabled, no provider
     /// configured for its key-encryption key), rather than a
     /// passing fault or bad data. Lenient decryption skips properties for such errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{InMemoryKeyStore, KeyResolver};
+    /// use always_encrypted::{ClientEncryptionPolicy, Error};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new())).build();
+    /// let Err(missing) = resolver.resolve("cek1").await else { panic!("no key was created") };
+    /// assert!(matches!(missing, Error::KeyNotFound { .. }));
+    /// assert!(missing.is_key_unavailable());
+    /// let Err(bad_policy) = ClientEncryptionPolicy::from_json("{}") else { panic!() };
+    /// assert!(!bad_policy.is_key_unavailable());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_key_unavailable(&self) -> bool {
         match self {
             Error::KeyNotFound { .. }
@@ -223,6 +280,24 @@ impl Error {
     }
 
     /// The JSON path this error is about, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn.
+    /// let err = prepared.decrypt_str(r#"{"ssn": 42}"#).unwrap_err();
+    /// assert_eq!(err.path(), Some("/ssn"));
+    /// let err = ClientEncryptionPolicy::from_json(r#"{"includedPaths": 1}"#).unwrap_err();
+    /// assert_eq!(err.path(), None); // about the policy as a whole
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn path(&self) -> Option<&str> {
         match self {
             Error::DecryptionFailed { path, .. }

@@ -22,6 +22,19 @@ use crate::error::{Error, Result};
 use crate::path::{self, Segment};
 
 /// Which paths a policy may hold.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::{ClientEncryptionPolicy, PolicyMode};
+///
+/// let json = r#"{"includedPaths": [{"path": "/patient/ssn", "clientEncryptionKeyId": "cek1",
+///   "encryptionType": "Randomized", "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#;
+/// assert!(ClientEncryptionPolicy::from_json(json).is_err()); // CosmosCompatible
+/// let policy = ClientEncryptionPolicy::from_json_with(json, PolicyMode::Extended)?;
+/// assert_eq!(policy.mode(), PolicyMode::Extended);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PolicyMode {
@@ -36,6 +49,18 @@ pub enum PolicyMode {
 }
 
 /// The `policyFormatVersion` of a policy.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::{ClientEncryptionPolicy, PolicyFormatVersion};
+///
+/// let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": []}"#)?;
+/// assert_eq!(policy.format_version(), PolicyFormatVersion::V1);
+/// assert_eq!(PolicyFormatVersion::try_from(2u8), Ok(PolicyFormatVersion::V2));
+/// assert_eq!(PolicyFormatVersion::try_from(3u8), Err(3));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum PolicyFormatVersion {
@@ -49,6 +74,15 @@ pub enum PolicyFormatVersion {
 
 impl PolicyFormatVersion {
     /// The number written in the policy JSON.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PolicyFormatVersion;
+    ///
+    /// assert_eq!(PolicyFormatVersion::V2.as_u8(), 2);
+    /// assert_eq!(PolicyFormatVersion::default().as_u8(), 1);
+    /// ```
     pub fn as_u8(self) -> u8 {
         match self {
             PolicyFormatVersion::V1 => 1,
@@ -71,6 +105,23 @@ impl TryFrom<u8> for PolicyFormatVersion {
 
 /// One included path of a policy: the path, its client encryption key, its encryption type
 /// and algorithm.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cipher::EncryptionType;
+/// use always_encrypted::{ClientEncryptionPolicy, EncryptionPath, PolicyFormatVersion, PolicyMode};
+///
+/// let ssn = EncryptionPath::new("/ssn", "cek1", EncryptionType::Deterministic)?;
+/// let notes = EncryptionPath::new("/notes", "cek1", EncryptionType::Randomized)?;
+/// let policy = ClientEncryptionPolicy::new(
+///     vec![ssn, notes],
+///     PolicyFormatVersion::V2,
+///     PolicyMode::CosmosCompatible,
+/// )?;
+/// assert_eq!(policy.get("/notes").map(|p| p.key_id()), Some("cek1"));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptionPath {
     path: String,
@@ -88,6 +139,20 @@ impl EncryptionPath {
     /// # Errors
     ///
     /// [`Error::InvalidPolicy`] for a malformed path or an empty key id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::EncryptionType;
+    /// use always_encrypted::{EncryptionPath, Error};
+    ///
+    /// let zip = EncryptionPath::new("/address/zip", "cek1", EncryptionType::Randomized)?;
+    /// assert_eq!(zip.path(), "/address/zip");
+    /// let bad = EncryptionPath::new("ssn", "cek1", EncryptionType::Randomized);
+    /// assert!(matches!(bad, Err(Error::InvalidPolicy { .. })));
+    /// assert!(EncryptionPath::new("/ssn", "", EncryptionType::Randomized).is_err());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(
         path: impl Into<String>,
         key_id: impl Into<String>,
@@ -112,6 +177,8 @@ impl EncryptionPath {
     /// `AEAD_AES_256_CBC_HMAC_SHA256`). [`Algorithm::Ae1Aes256GcmHkdfSha256`] is accepted by
     /// [`ClientEncryptionPolicy::new`] only in [`PolicyMode::Extended`].
     ///
+    /// # Examples
+    ///
     /// ```
     /// use always_encrypted::cipher::{Algorithm, EncryptionType};
     /// use always_encrypted::{ClientEncryptionPolicy, EncryptionPath, PolicyFormatVersion, PolicyMode};
@@ -132,31 +199,101 @@ impl EncryptionPath {
     }
 
     /// The path as written in the policy, e.g. `/ssn`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::EncryptionPath;
+    /// use always_encrypted::cipher::EncryptionType;
+    ///
+    /// let p = EncryptionPath::new("/cards/[]/number", "cek1", EncryptionType::Randomized)?;
+    /// assert_eq!(p.path(), "/cards/[]/number");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn path(&self) -> &str {
         &self.path
     }
 
     /// The client encryption key id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::EncryptionPath;
+    /// use always_encrypted::cipher::EncryptionType;
+    ///
+    /// let p = EncryptionPath::new("/ssn", "cek1", EncryptionType::Randomized)?;
+    /// assert_eq!(p.key_id(), "cek1");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
 
     /// Deterministic or Randomized.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::EncryptionPath;
+    /// use always_encrypted::cipher::EncryptionType;
+    ///
+    /// let p = EncryptionPath::new("/ssn", "cek1", EncryptionType::Deterministic)?;
+    /// assert_eq!(p.encryption_type(), EncryptionType::Deterministic);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encryption_type(&self) -> EncryptionType {
         self.encryption_type
     }
 
     /// The encryption algorithm.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::EncryptionPath;
+    /// use always_encrypted::cipher::{Algorithm, EncryptionType};
+    ///
+    /// let p = EncryptionPath::new("/ssn", "cek1", EncryptionType::Deterministic)?;
+    /// assert_eq!(p.algorithm(), Algorithm::AeadAes256CbcHmacSha256);
+    /// let p = p.with_algorithm(Algorithm::Ae1Aes256GcmHkdfSha256);
+    /// assert_eq!(p.algorithm(), Algorithm::Ae1Aes256GcmHkdfSha256);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
     /// True for a top-level path such as `/ssn`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::EncryptionPath;
+    /// use always_encrypted::cipher::EncryptionType;
+    ///
+    /// let mode = EncryptionType::Randomized;
+    /// assert!(EncryptionPath::new("/ssn", "cek1", mode)?.is_top_level());
+    /// assert!(!EncryptionPath::new("/address/zip", "cek1", mode)?.is_top_level());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn is_top_level(&self) -> bool {
         self.segments.len() == 1
     }
 
     /// True for `/id`, the document id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::EncryptionPath;
+    /// use always_encrypted::cipher::EncryptionType;
+    ///
+    /// let mode = EncryptionType::Deterministic;
+    /// assert!(EncryptionPath::new("/id", "cek1", mode)?.is_id());
+    /// assert!(!EncryptionPath::new("/ids", "cek1", mode)?.is_id());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn is_id(&self) -> bool {
         matches!(self.segments.as_slice(), [Segment::Property(p)] if &**p == "id")
     }
@@ -207,7 +344,7 @@ impl EncryptionPath {
 /// (Deterministic, version 2) are checked when the policy is prepared, or with
 /// [`validate_partition_key_paths`](Self::validate_partition_key_paths).
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use always_encrypted::{ClientEncryptionPolicy, cipher::EncryptionType};
@@ -241,6 +378,27 @@ impl ClientEncryptionPolicy {
     /// # Errors
     ///
     /// [`Error::InvalidPolicy`] naming the first offending path and the rule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::EncryptionType;
+    /// use always_encrypted::{ClientEncryptionPolicy, EncryptionPath};
+    /// use always_encrypted::{PolicyFormatVersion, PolicyMode};
+    ///
+    /// let id = EncryptionPath::new("/id", "cek1", EncryptionType::Deterministic)?;
+    /// let policy = ClientEncryptionPolicy::new(
+    ///     vec![id.clone()],
+    ///     PolicyFormatVersion::V2,
+    ///     PolicyMode::CosmosCompatible,
+    /// )?;
+    /// assert_eq!(policy.key_ids(), ["cek1"]);
+    /// // Encrypting /id needs policy format version 2.
+    /// let (v1, mode) = (PolicyFormatVersion::V1, PolicyMode::Extended);
+    /// let err = ClientEncryptionPolicy::new(vec![id], v1, mode).unwrap_err();
+    /// assert!(err.to_string().contains("policyFormatVersion 2"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(
         paths: Vec<EncryptionPath>,
         version: PolicyFormatVersion,
@@ -305,6 +463,22 @@ impl ClientEncryptionPolicy {
     ///
     /// [`Error::InvalidPolicy`] for invalid JSON, a missing or mistyped field, or a broken
     /// rule (see the type's documentation).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{ClientEncryptionPolicy, Error};
+    ///
+    /// let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    ///   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    ///    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// assert_eq!(policy.included_paths().len(), 1);
+    /// let typo = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    ///   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Random",
+    ///    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#);
+    /// assert!(matches!(typo, Err(Error::InvalidPolicy { path, .. }) if path == "/ssn"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_json(json: &str) -> Result<Self> {
         Self::from_json_with(json, PolicyMode::CosmosCompatible)
     }
@@ -314,6 +488,20 @@ impl ClientEncryptionPolicy {
     /// # Errors
     ///
     /// As [`from_json`](Self::from_json).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{ClientEncryptionPolicy, PolicyMode};
+    ///
+    /// let policy = ClientEncryptionPolicy::from_json_with(r#"{"includedPaths": [
+    ///   {"path": "/cards/[]/number", "clientEncryptionKeyId": "cek1",
+    ///    "encryptionType": "Randomized",
+    ///    "encryptionAlgorithm": "AE1_AES_256_GCM_HKDF_SHA256"}]}"#,
+    ///   PolicyMode::Extended)?;
+    /// assert!(!policy.included_paths()[0].is_top_level());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_json_with(json: &str, mode: PolicyMode) -> Result<Self> {
         let v: Value = serde_json::from_str(json).map_err(|e| Error::InvalidPolicy {
             path: String::new(),
@@ -327,6 +515,21 @@ impl ClientEncryptionPolicy {
     /// # Errors
     ///
     /// As [`from_json`](Self::from_json).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::ClientEncryptionPolicy;
+    /// use serde_json::json;
+    ///
+    /// let v = json!({"policyFormatVersion": 2, "includedPaths": [
+    ///     {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    ///      "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]});
+    /// let policy = ClientEncryptionPolicy::from_value(&v)?;
+    /// assert_eq!(policy.to_value(), v);
+    /// assert!(ClientEncryptionPolicy::from_value(&json!([])).is_err());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_value(v: &Value) -> Result<Self> {
         Self::from_value_with(v, PolicyMode::CosmosCompatible)
     }
@@ -336,6 +539,22 @@ impl ClientEncryptionPolicy {
     /// # Errors
     ///
     /// As [`from_json`](Self::from_json).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{ClientEncryptionPolicy, Error, PolicyMode};
+    /// use serde_json::json;
+    ///
+    /// let v = json!({"includedPaths": [{"path": "/patient/ssn", "clientEncryptionKeyId": "cek1",
+    ///     "encryptionType": "Randomized",
+    ///     "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]});
+    /// let policy = ClientEncryptionPolicy::from_value_with(&v, PolicyMode::Extended)?;
+    /// assert_eq!(policy.included_paths()[0].path(), "/patient/ssn");
+    /// let strict = ClientEncryptionPolicy::from_value_with(&v, PolicyMode::CosmosCompatible);
+    /// assert!(matches!(strict, Err(Error::InvalidPolicy { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_value_with(v: &Value, mode: PolicyMode) -> Result<Self> {
         let obj = v
             .as_object()
@@ -361,6 +580,25 @@ impl ClientEncryptionPolicy {
     }
 
     /// The policy as Cosmos DB JSON (always with `policyFormatVersion`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::ClientEncryptionPolicy;
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek2", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    ///
+    /// // `policy` has /ssn (cek1, Deterministic) and /notes (cek2, Randomized).
+    /// let v = policy.to_value();
+    /// assert_eq!(v["includedPaths"][1]["encryptionType"], "Randomized");
+    /// assert_eq!(ClientEncryptionPolicy::from_value(&v)?, policy);
+    /// let v1 = ClientEncryptionPolicy::from_json(r#"{"includedPaths": []}"#)?.to_value();
+    /// assert_eq!(v1["policyFormatVersion"], 1);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
         m.insert(
@@ -375,26 +613,103 @@ impl ClientEncryptionPolicy {
     }
 
     /// The included paths, in policy order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::ClientEncryptionPolicy;
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek2", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    ///
+    /// // `policy` has /ssn (cek1, Deterministic) and /notes (cek2, Randomized).
+    /// let paths: Vec<&str> = policy.included_paths().iter().map(|p| p.path()).collect();
+    /// assert_eq!(paths, ["/ssn", "/notes"]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn included_paths(&self) -> &[EncryptionPath] {
         &self.paths
     }
 
     /// The included path written exactly as `path`, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::ClientEncryptionPolicy;
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek2", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    ///
+    /// // `policy` has /ssn (cek1, Deterministic) and /notes (cek2, Randomized).
+    /// assert_eq!(policy.get("/notes").map(|p| p.key_id()), Some("cek2"));
+    /// assert!(policy.get("/name").is_none());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn get(&self, path: &str) -> Option<&EncryptionPath> {
         self.paths.iter().find(|p| p.path == path)
     }
 
     /// The `policyFormatVersion`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{ClientEncryptionPolicy, PolicyFormatVersion};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek2", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    ///
+    /// // `policy` was written with "policyFormatVersion": 2.
+    /// assert_eq!(policy.format_version(), PolicyFormatVersion::V2);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn format_version(&self) -> PolicyFormatVersion {
         self.version
     }
 
     /// The rules the policy was validated under.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{ClientEncryptionPolicy, PolicyMode};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek2", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    ///
+    /// // `policy` was parsed with `from_json`: Cosmos-compatible rules.
+    /// assert_eq!(policy.mode(), PolicyMode::CosmosCompatible);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn mode(&self) -> PolicyMode {
         self.mode
     }
 
     /// The distinct client encryption key ids, in order of first use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::ClientEncryptionPolicy;
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek2", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    ///
+    /// // `policy` has /ssn (cek1, Deterministic) and /notes (cek2, Randomized).
+    /// assert_eq!(policy.key_ids(), ["cek1", "cek2"]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = Vec::new();
         for p in &self.paths {
@@ -413,6 +728,24 @@ impl ClientEncryptionPolicy {
     ///
     /// [`Error::InvalidPolicy`] naming the offending policy path (or the malformed
     /// partition-key path) and the rule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{ClientEncryptionPolicy, Error};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek2", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    ///
+    /// // `policy` has /ssn (cek1, Deterministic) and /notes (cek2, Randomized).
+    /// policy.validate_partition_key_paths(&["/ssn"])?;
+    /// policy.validate_partition_key_paths(&["/tenantId", "/userId"])?; // not encrypted
+    /// let randomized = policy.validate_partition_key_paths(&["/notes"]);
+    /// assert!(matches!(randomized, Err(Error::InvalidPolicy { path, .. }) if path == "/notes"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn validate_partition_key_paths<S: AsRef<str>>(&self, pk_paths: &[S]) -> Result<()> {
         for pk in pk_paths {
             let pk = pk.as_ref();

@@ -20,6 +20,8 @@ use crate::policy::ClientEncryptionPolicy;
 
 /// Options for [`PreparedPolicy::new`].
 ///
+/// # Examples
+///
 /// ```
 /// use always_encrypted::PrepareOptions;
 /// let options = PrepareOptions::new()
@@ -59,6 +61,16 @@ pub struct PrepareOptions {
 
 impl PrepareOptions {
     /// The defaults: no partition-key paths, every key must be available.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let options = PrepareOptions::new();
+    /// assert!(options.partition_key_paths().is_empty());
+    /// assert_eq!(options.limits(), (16 << 20, 1 << 20, 4 << 20, 128));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -66,6 +78,17 @@ impl PrepareOptions {
     /// Adds a partition-key path of the container (call once per path of a hierarchical
     /// partition key, in order). An encrypted path that is or holds one must be
     /// Deterministic and needs policy format version 2.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let options = PrepareOptions::new()
+    ///     .partition_key_path("/tenantId")
+    ///     .partition_key_path("/userId");
+    /// assert_eq!(options.partition_key_paths(), ["/tenantId", "/userId"]);
+    /// ```
     #[must_use]
     pub fn partition_key_path(mut self, path: impl Into<String>) -> Self {
         self.partition_key_paths.push(path.into());
@@ -78,6 +101,24 @@ impl PrepareOptions {
     /// encryption and strict decryption of a property under that key fail with
     /// [`Error::KeyUnavailable`], and lenient decryption leaves it as it is and reports it.
     /// Other lookup errors (a transient fault, a bad key) still fail. Off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// // `policy` encrypts /ssn with cek1, which this caller's key lookup cannot find.
+    /// let no_key = |id: &str| Err(Error::KeyNotFound { key_id: id.to_owned() });
+    /// assert!(PreparedPolicy::new(&policy, PrepareOptions::new(), no_key).is_err());
+    /// let lenient = PrepareOptions::new().allow_unavailable_keys(true);
+    /// let reader = PreparedPolicy::new(&policy, lenient, no_key)?;
+    /// assert_eq!(reader.unavailable_keys(), ["cek1"]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     #[must_use]
     pub fn allow_unavailable_keys(mut self, allow: bool) -> Self {
         self.allow_unavailable_keys = allow;
@@ -85,12 +126,30 @@ impl PrepareOptions {
     }
 
     /// The partition-key paths.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let options = PrepareOptions::new().partition_key_path("/pk");
+    /// assert_eq!(options.partition_key_paths(), ["/pk"]);
+    /// ```
     pub fn partition_key_paths(&self) -> &[String] {
         &self.partition_key_paths
     }
 
     /// The largest JSON text document, in bytes, the text and byte APIs accept.
     /// Default 16 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let options = PrepareOptions::new().max_document_bytes(2 << 20); // 2 MiB, a Cosmos item
+    /// assert_eq!(options.limits().0, 2 << 20);
+    /// ```
     #[must_use]
     pub fn max_document_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_document_bytes = bytes;
@@ -99,6 +158,15 @@ impl PrepareOptions {
 
     /// The most leaves (strings, numbers, booleans under selected paths) encrypted or
     /// decrypted in one document. Default 1,048,576.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let options = PrepareOptions::new().max_encrypted_leaves(1000);
+    /// assert_eq!(options.limits().1, 1000);
+    /// ```
     #[must_use]
     pub fn max_encrypted_leaves(mut self, leaves: usize) -> Self {
         self.limits.max_encrypted_leaves = leaves;
@@ -108,6 +176,15 @@ impl PrepareOptions {
     /// The longest string leaf under a selected path, in bytes: as JSON text (escapes
     /// included) in the text API, as UTF-8 in the Value API; when decrypting, the stored
     /// base64 string. Default 4 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let options = PrepareOptions::new().max_string_bytes(64 << 10);
+    /// assert_eq!(options.limits().2, 64 << 10);
+    /// ```
     #[must_use]
     pub fn max_string_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_string_bytes = bytes;
@@ -116,6 +193,15 @@ impl PrepareOptions {
 
     /// The deepest nesting of a value under a selected path, counted in path segments
     /// from the document root. Default 128 (as `serde_json`'s parser).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let options = PrepareOptions::new().max_depth(16);
+    /// assert_eq!(options.limits().3, 16);
+    /// ```
     #[must_use]
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.limits.max_depth = depth;
@@ -124,6 +210,15 @@ impl PrepareOptions {
 
     /// The limits, as (`max_document_bytes`, `max_encrypted_leaves`, `max_string_bytes`,
     /// `max_depth`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PrepareOptions;
+    ///
+    /// let (bytes, leaves, string, depth) = PrepareOptions::new().max_depth(8).limits();
+    /// assert_eq!((bytes, leaves, string, depth), (16 << 20, 1 << 20, 4 << 20, 8));
+    /// ```
     pub fn limits(&self) -> (usize, usize, usize, usize) {
         let l = &self.limits;
         (
@@ -152,7 +247,7 @@ impl PrepareOptions {
 /// policy path: they do not decrypt under another path or key. Query parameters, partition
 /// keys, ids and patch values on such paths are encrypted the same way.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
@@ -197,6 +292,30 @@ impl PreparedPolicy {
     /// for a key that cannot be resolved (unless `allow_unavailable_keys` is set and the
     /// key is unavailable to the caller); [`Error::InvalidKey`] when the lookup returns a
     /// key with another id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// // `policy` encrypts /ssn and /notes, both with cek1.
+    /// let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// let mut lookups = Vec::new();
+    /// let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    ///     lookups.push(id.to_owned());
+    ///     Ok(key.clone())
+    /// })?;
+    /// assert_eq!(lookups, ["cek1"]); // once per distinct key id
+    /// let other = ResolvedKey::new("cek2", DataEncryptionKey::generate()?);
+    /// let wrong = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(other.clone()));
+    /// assert!(matches!(wrong, Err(Error::InvalidKey { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new<F>(
         policy: &ClientEncryptionPolicy,
         options: PrepareOptions,
@@ -267,17 +386,83 @@ impl PreparedPolicy {
     }
 
     /// The policy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    ///
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// assert_eq!(prepared.policy().key_ids(), ["cek1"]);
+    /// assert!(prepared.policy().get("/ssn").is_some());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn policy(&self) -> &ClientEncryptionPolicy {
         &self.inner.policy
     }
 
     /// The partition-key paths it was prepared with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    ///
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/id", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/tenantId", "clientEncryptionKeyId": "cek1",
+    /// #    "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let options = PrepareOptions::new().partition_key_path("/tenantId");
+    /// # let prepared = PreparedPolicy::new(&policy, options, |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /id and the partition key /tenantId (Deterministic).
+    /// assert_eq!(prepared.partition_key_paths(), ["/tenantId"]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn partition_key_paths(&self) -> &[String] {
         &self.inner.options.partition_key_paths
     }
 
     /// The ids of the keys recorded as unavailable (see
     /// [`PrepareOptions::allow_unavailable_keys`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    ///
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// // `writer` has both keys; `reader` lacks cek-hr, the key of /salary.
+    /// assert_eq!(reader.unavailable_keys(), ["cek-hr"]);
+    /// assert!(writer.unavailable_keys().is_empty());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn unavailable_keys(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = Vec::new();
         for s in self.inner.engine.selected_paths() {
@@ -296,6 +481,28 @@ impl PreparedPolicy {
     /// # Errors
     ///
     /// [`Error::UnsupportedOperation`] for a malformed or ambiguous pointer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// assert!(prepared.is_encrypted("/ssn")?);
+    /// assert!(prepared.is_encrypted("/notes/0/text")?); // under /notes
+    /// assert!(!prepared.is_encrypted("/name")?);
+    /// let malformed = prepared.is_encrypted("ssn");
+    /// assert!(matches!(malformed, Err(Error::UnsupportedOperation { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn is_encrypted(&self, path: &str) -> Result<bool> {
         Ok(matches!(self.target(path)?.1, Target::Selected { .. }))
     }
@@ -312,8 +519,34 @@ impl PreparedPolicy {
     /// [`Error::InvalidDocument`] when `doc` is not an object or nests too deeply;
     /// [`Error::UnsupportedValue`] for a value that cannot be stored (an integer with no
     /// exact int64 or double, a non-string `/id`); [`Error::KeyUnavailable`] for a present
-    /// property whose key is unavailable; [`Error::Random`]; [`Error::LimitExceeded`] for
-    /// a document over a limit of [`PrepareOptions`]. Errors name the path.
+    /// property whose key is unavailable; [`Error::LimitExceeded`] for a document over a
+    /// limit of [`PrepareOptions`]. Errors name the path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let mut doc = json!({"id": "1", "ssn": "123-45-6789", "notes": {"a": 1, "b": null}});
+    /// prepared.encrypt_document(&mut doc)?;
+    /// assert!(doc["ssn"].is_string() && doc["notes"]["a"].is_string());
+    /// assert_eq!((&doc["id"], &doc["notes"]["b"]), (&json!("1"), &json!(null)));
+    /// let mut too_big = json!({"ssn": u64::MAX}); // neither an int64 nor an exact double
+    /// let err = prepared.encrypt_document(&mut too_big).unwrap_err();
+    /// assert!(matches!(err, Error::UnsupportedValue { path, .. } if path == "/ssn"));
+    /// assert_eq!(too_big, json!({"ssn": u64::MAX})); // unchanged
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_document(&self, doc: &mut Value) -> Result<()> {
         self.document(doc, Op::Encrypt).map(drop)
     }
@@ -327,6 +560,33 @@ impl PreparedPolicy {
     /// naming the path and key id; [`Error::KeyUnavailable`] for a present property whose
     /// key is unavailable; [`Error::InvalidDocument`] when `doc` is not an object;
     /// [`Error::LimitExceeded`] for a document over a limit of [`PrepareOptions`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let original = json!({"id": "1", "ssn": "123-45-6789", "notes": ["a", "b"]});
+    /// let mut doc = original.clone();
+    /// prepared.encrypt_document(&mut doc)?;
+    /// let mut garbled = doc.clone();
+    /// prepared.decrypt_document(&mut doc)?;
+    /// assert_eq!(doc, original);
+    /// garbled["ssn"] = json!("not a ciphertext");
+    /// let err = prepared.decrypt_document(&mut garbled).unwrap_err();
+    /// assert!(matches!(err, Error::MalformedCiphertext { path, .. } if path == "/ssn"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_document(&self, doc: &mut Value) -> Result<()> {
         self.document(doc, Op::Decrypt { lenient: false }).map(drop)
     }
@@ -339,6 +599,39 @@ impl PreparedPolicy {
     ///
     /// As [`decrypt_document`](Self::decrypt_document), except for unavailable keys:
     /// tampered or malformed data is an error in both modes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// // `writer` has both keys; `reader` lacks cek-hr, the key of /salary.
+    /// let mut doc = json!({"id": "1", "ssn": "123-45-6789", "salary": 98000});
+    /// writer.encrypt_document(&mut doc)?;
+    /// let stored_salary = doc["salary"].clone();
+    /// let report = reader.decrypt_document_lenient(&mut doc)?;
+    /// assert_eq!(doc["ssn"], "123-45-6789");
+    /// assert_eq!(doc["salary"], stored_salary); // left as stored
+    /// assert_eq!(report.skipped()[0].path(), "/salary");
+    /// assert!(reader.decrypt_document(&mut doc).is_err()); // strict refuses
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_document_lenient(&self, doc: &mut Value) -> Result<DecryptReport> {
         self.document(doc, Op::Decrypt { lenient: true })
     }
@@ -374,6 +667,30 @@ impl PreparedPolicy {
     /// [`Error::LimitExceeded`] when `json` is longer than
     /// [`PrepareOptions::max_document_bytes`]; otherwise as
     /// [`encrypt_document`](Self::encrypt_document). Never partial output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let doc = r#"{ "ssn": "123-45-6789",  "n": 1.50 }"#;
+    /// let stored = prepared.encrypt_str(doc)?;
+    /// assert!(stored.starts_with(r#"{ "ssn": ""#) && stored.ends_with(r#"",  "n": 1.50 }"#));
+    /// // Deterministic: the same text gives the same output.
+    /// assert_eq!(prepared.encrypt_str(doc)?, stored);
+    /// let err = prepared.encrypt_str(r#"{"ssn": 1"#).unwrap_err();
+    /// assert!(matches!(err, Error::InvalidDocument { .. }));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_str(&self, json: &str) -> Result<String> {
         let mut skipped = Vec::new();
         let out = text::transform(&self.inner.engine, Op::Encrypt, json, &mut skipped)?;
@@ -386,6 +703,27 @@ impl PreparedPolicy {
     ///
     /// [`Error::InvalidDocument`] when `json` is not UTF-8; as
     /// [`encrypt_str`](Self::encrypt_str).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let stored = prepared.encrypt_slice(br#"{"ssn": "123-45-6789"}"#)?;
+    /// assert_eq!(prepared.decrypt_slice(&stored)?, br#"{"ssn": "123-45-6789"}"#);
+    /// let err = prepared.encrypt_slice(b"{\"ssn\": \"\xff\"}").unwrap_err();
+    /// assert!(matches!(err, Error::InvalidDocument { .. })); // not UTF-8
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_slice(&self, json: &[u8]) -> Result<Vec<u8>> {
         let mut skipped = Vec::new();
         text::transform(&self.inner.engine, Op::Encrypt, utf8(json)?, &mut skipped)
@@ -400,6 +738,30 @@ impl PreparedPolicy {
     /// [`Error::LimitExceeded`] when `json` is longer than
     /// [`PrepareOptions::max_document_bytes`]; otherwise as
     /// [`decrypt_document`](Self::decrypt_document). Never partial output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let doc = r#"{"id": "1", "ssn": "123-45-6789", "notes": [null, "x"]}"#;
+    /// let stored = prepared.encrypt_str(doc)?;
+    /// assert_eq!(prepared.decrypt_str(&stored)?, doc);
+    /// let edited = stored.replace(r#""id": "1""#, r#""id": "2""#); // outside the policy
+    /// assert!(prepared.decrypt_str(&edited)?.contains(r#""id": "2""#));
+    /// let err = prepared.decrypt_str(r#"{"ssn": "AAAA"}"#).unwrap_err();
+    /// assert!(matches!(err, Error::MalformedCiphertext { path, .. } if path == "/ssn"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_str(&self, json: &str) -> Result<String> {
         let mut skipped = Vec::new();
         let out = text::transform(
@@ -417,6 +779,27 @@ impl PreparedPolicy {
     ///
     /// [`Error::InvalidDocument`] when `json` is not UTF-8; as
     /// [`decrypt_str`](Self::decrypt_str).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    ///
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let stored = prepared.encrypt_slice(br#"{"notes": "call back"}"#)?;
+    /// let plain = prepared.decrypt_slice(&stored)?;
+    /// assert_eq!(plain, br#"{"notes": "call back"}"#);
+    /// assert!(prepared.decrypt_slice(b"[1, 2]").is_err()); // not an object
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_slice(&self, json: &[u8]) -> Result<Vec<u8>> {
         let mut skipped = Vec::new();
         text::transform(
@@ -433,6 +816,36 @@ impl PreparedPolicy {
     /// # Errors
     ///
     /// As [`decrypt_document_lenient`](Self::decrypt_document_lenient).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    ///
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// // `writer` has both keys; `reader` lacks cek-hr, the key of /salary.
+    /// let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+    /// let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+    /// assert!(doc.starts_with(r#"{"ssn": "123-45-6789", "salary": ""#));
+    /// assert_eq!(report.skipped()[0].key_id(), "cek-hr");
+    /// assert!(writer.decrypt_str_lenient(&stored)?.1.is_complete());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_str_lenient(&self, json: &str) -> Result<(String, DecryptReport)> {
         let mut skipped = Vec::new();
         let out = text::transform(
@@ -450,6 +863,35 @@ impl PreparedPolicy {
     /// # Errors
     ///
     /// As [`decrypt_str_lenient`](Self::decrypt_str_lenient).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    ///
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// // `writer` has both keys; `reader` lacks cek-hr, the key of /salary.
+    /// let stored = writer.encrypt_slice(br#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+    /// let (doc, report) = reader.decrypt_slice_lenient(&stored)?;
+    /// assert!(doc.starts_with(br#"{"ssn": "123-45-6789", "salary": ""#));
+    /// assert_eq!(report.skipped()[0].path(), "/salary");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_slice_lenient(&self, json: &[u8]) -> Result<(Vec<u8>, DecryptReport)> {
         let mut skipped = Vec::new();
         let out = text::transform(
@@ -471,6 +913,35 @@ impl PreparedPolicy {
     ///
     /// [`Error::InvalidDocument`] when `item` does not serialize to a JSON object; as
     /// [`encrypt_document`](Self::encrypt_document).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    /// struct Patient {
+    ///     id: String,
+    ///     ssn: String,
+    /// }
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let ada = Patient { id: "1".into(), ssn: "123-45-6789".into() };
+    /// let stored = prepared.encrypt_item(&ada)?;
+    /// assert_eq!(stored["id"], "1");
+    /// assert_ne!(stored["ssn"], "123-45-6789");
+    /// assert_eq!(prepared.decrypt_item::<Patient>(stored)?, ada);
+    /// assert!(prepared.encrypt_item(&["not", "an", "object"]).is_err());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_item<T: Serialize + ?Sized>(&self, item: &T) -> Result<Value> {
         let mut doc = serde_json::to_value(item).map_err(|e| Error::InvalidDocument {
             path: String::new(),
@@ -486,6 +957,34 @@ impl PreparedPolicy {
     ///
     /// As [`decrypt_document`](Self::decrypt_document); [`Error::InvalidDocument`] when
     /// the decrypted document does not fit `T` (the message never quotes a value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    /// struct Patient {
+    ///     id: String,
+    ///     ssn: String,
+    /// }
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let stored = prepared.encrypt_item(&Patient { id: "1".into(), ssn: "123-45-6789".into() })?;
+    /// let back: Patient = prepared.decrypt_item(stored.clone())?;
+    /// assert_eq!(back.ssn, "123-45-6789");
+    /// let err = prepared.decrypt_item::<Vec<u8>>(stored).unwrap_err();
+    /// assert!(!err.to_string().contains("123-45-6789"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_item<T: DeserializeOwned>(&self, mut doc: Value) -> Result<T> {
         self.decrypt_document(&mut doc)?;
         serde_json::from_value(doc).map_err(typed_error)
@@ -496,6 +995,32 @@ impl PreparedPolicy {
     /// # Errors
     ///
     /// As [`decrypt_str`](Self::decrypt_str) and [`decrypt_item`](Self::decrypt_item).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    /// struct Patient {
+    ///     id: String,
+    ///     ssn: String,
+    /// }
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let stored = prepared.encrypt_str(r#"{"id": "1", "ssn": "123-45-6789"}"#)?;
+    /// let back: Patient = prepared.decrypt_item_str(&stored)?;
+    /// assert_eq!(back, Patient { id: "1".into(), ssn: "123-45-6789".into() });
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_item_str<T: DeserializeOwned>(&self, json: &str) -> Result<T> {
         let plain = self.decrypt_str(json)?;
         serde_json::from_str(&plain).map_err(typed_error)
@@ -509,7 +1034,32 @@ impl PreparedPolicy {
     ///
     /// # Errors
     ///
-    /// [`Error::KeyUnavailable`] when `/id`'s key is unavailable; [`Error::Random`].
+    /// [`Error::KeyUnavailable`] when `/id`'s key is unavailable; [`Error::LimitExceeded`]
+    /// when `id` is longer than [`PrepareOptions::max_string_bytes`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/id", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/tenantId", "clientEncryptionKeyId": "cek1",
+    /// #    "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let options = PrepareOptions::new().partition_key_path("/tenantId");
+    /// # let prepared = PreparedPolicy::new(&policy, options, |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /id and the partition key /tenantId (Deterministic).
+    /// let encrypted_id = prepared.encrypt_id("order-1")?;
+    /// assert!(!encrypted_id.contains(['+', '/'])); // URL-safe: it goes into resource URLs
+    /// let mut doc = json!({"id": "order-1", "tenantId": "contoso"});
+    /// prepared.encrypt_document(&mut doc)?;
+    /// assert_eq!(doc["id"], encrypted_id.as_str());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_id(&self, id: &str) -> Result<String> {
         let v = Value::String(id.to_owned());
         match self.encrypt_at("/id", &[Cow::Borrowed("id")], &v, Numbers::AsParsed)? {
@@ -530,6 +1080,31 @@ impl PreparedPolicy {
     /// [`Error::InvalidPolicy`] for a malformed path; [`Error::UnsupportedOperation`] when
     /// the path is encrypted Randomized (only possible when it was not declared in
     /// [`PrepareOptions`]); as [`encrypt_document`](Self::encrypt_document).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/id", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/tenantId", "clientEncryptionKeyId": "cek1",
+    /// #    "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let options = PrepareOptions::new().partition_key_path("/tenantId");
+    /// # let prepared = PreparedPolicy::new(&policy, options, |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /id and the partition key /tenantId (Deterministic).
+    /// let pk = prepared.encrypt_partition_key("/tenantId", &json!("contoso"))?;
+    /// let mut doc = json!({"id": "1", "tenantId": "contoso"});
+    /// prepared.encrypt_document(&mut doc)?;
+    /// assert_eq!(doc["tenantId"], pk);
+    /// // A path the policy does not encrypt: the value as it is.
+    /// assert_eq!(prepared.encrypt_partition_key("/region", &json!("eu"))?, json!("eu"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_partition_key(&self, path: &str, value: &Value) -> Result<Value> {
         let segments = path::parse_policy_path(path).map_err(|r| Error::InvalidPolicy {
             path: path.to_owned(),
@@ -566,6 +1141,30 @@ impl PreparedPolicy {
     ///
     /// [`Error::UnsupportedOperation`] when the number of values differs from the number
     /// of partition-key paths; as [`encrypt_partition_key`](Self::encrypt_partition_key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/id", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/tenantId", "clientEncryptionKeyId": "cek1",
+    /// #    "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let options = PrepareOptions::new().partition_key_path("/tenantId");
+    /// # let prepared = PreparedPolicy::new(&policy, options, |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /id and the partition key /tenantId (Deterministic).
+    /// let values = prepared.encrypt_partition_key_values(&[json!("contoso")])?;
+    /// assert_eq!(values, [prepared.encrypt_partition_key("/tenantId", &json!("contoso"))?]);
+    /// let two = prepared.encrypt_partition_key_values(&[json!("contoso"), json!("eu")]);
+    /// assert!(matches!(two, Err(Error::UnsupportedOperation { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_partition_key_values(&self, values: &[Value]) -> Result<Vec<Value>> {
         let paths = self.partition_key_paths();
         if paths.len() != values.len() {
@@ -596,7 +1195,35 @@ impl PreparedPolicy {
     /// [`Error::UnsupportedOperation`] when the path is not encrypted, holds encrypted
     /// properties rather than being one, or is Randomized (equality cannot work);
     /// [`Error::UnsupportedValue`] for a number that does not fit `number_type`;
-    /// [`Error::KeyUnavailable`].
+    /// [`Error::KeyUnavailable`]; [`Error::LimitExceeded`] for a string longer than
+    /// [`PrepareOptions::max_string_bytes`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let mut doc = json!({"ssn": "123-45-6789"});
+    /// prepared.encrypt_document(&mut doc)?;
+    /// // SELECT * FROM c WHERE c.ssn = @ssn
+    /// let ssn = prepared.encrypt_query_parameter("/ssn", &json!("123-45-6789"), None)?;
+    /// assert_eq!(ssn, doc["ssn"]);
+    /// let randomized = prepared.encrypt_query_parameter("/notes", &json!("x"), None);
+    /// assert!(matches!(randomized, Err(Error::UnsupportedOperation { .. })));
+    /// let plain = prepared.encrypt_query_parameter("/name", &json!("Ada"), None);
+    /// assert!(matches!(plain, Err(Error::UnsupportedOperation { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_query_parameter(
         &self,
         path: &str,
@@ -646,6 +1273,35 @@ impl PreparedPolicy {
     /// [`Error::UnsupportedOperation`] for `incr` on (or above) an encrypted property, a
     /// `move` into, out of or between encrypted properties, or a malformed path; as
     /// [`encrypt_document`](Self::encrypt_document) for the values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{Error, PatchOperation};
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/notes", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /ssn (Deterministic) and /notes (Randomized) with cek1.
+    /// let ops = [
+    ///     PatchOperation::set("/ssn", json!("987-65-4321")),
+    ///     PatchOperation::set("/name", json!("Grace")),
+    /// ];
+    /// let encrypted = prepared.encrypt_patch(&ops)?;
+    /// let mut doc = json!({"ssn": "987-65-4321"});
+    /// prepared.encrypt_document(&mut doc)?;
+    /// assert_eq!(encrypted[0], PatchOperation::set("/ssn", doc["ssn"].clone()));
+    /// assert_eq!(encrypted[1], ops[1]); // not encrypted: unchanged
+    /// let incr = prepared.encrypt_patch(&[PatchOperation::incr("/ssn", json!(1))]);
+    /// assert!(matches!(incr, Err(Error::UnsupportedOperation { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_patch(&self, ops: &[PatchOperation]) -> Result<Vec<PatchOperation>> {
         ops.iter().map(|op| self.encrypt_patch_op(op)).collect()
     }
@@ -826,7 +1482,7 @@ impl crate::keys::KeyResolver {
     /// [`Error::KeyProvider`], key store errors) unless `allow_unavailable_keys` is set and
     /// the key is unavailable to the caller.
     ///
-    /// # Example
+    /// # Examples
     ///
     /// ```
     /// use std::sync::Arc;

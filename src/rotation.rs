@@ -19,6 +19,29 @@ use crate::error::Result;
 use crate::prepared::PreparedPolicy;
 
 /// What [`reencrypt_str`] and [`reencrypt_document`] did with a document.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::rotation::{Reencryption, reencrypt_str};
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+/// # let prepare = |key: &str| -> always_encrypted::Result<PreparedPolicy> {
+/// #     let policy = ClientEncryptionPolicy::from_json(&format!(r#"{{"includedPaths": [
+/// #         {{"path": "/ssn", "clientEncryptionKeyId": "{key}", "encryptionType": "Deterministic",
+/// #           "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}}]}}"#))?;
+/// #     let dek = ResolvedKey::new(key, DataEncryptionKey::generate()?);
+/// #     PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(dek.clone()))
+/// # };
+/// # let (old, new) = (prepare("cek1")?, prepare("cek2")?);
+///
+/// // `old` encrypts /ssn with cek1, `new` with cek2.
+/// let stored = old.encrypt_str(r#"{"ssn": "123-45-6789"}"#)?;
+/// let (rotated, what) = reencrypt_str(&old, &new, &stored)?;
+/// assert_eq!(what, Reencryption::Converted);
+/// assert_eq!(reencrypt_str(&old, &new, &rotated)?.1, Reencryption::AlreadyConverted);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reencryption {
@@ -40,7 +63,7 @@ pub enum Reencryption {
 /// (tampered, wrong keys, not JSON); the new policy's encryption error when the plaintext
 /// cannot be encrypted under it.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
@@ -95,6 +118,32 @@ pub fn reencrypt_str(
 /// # Errors
 ///
 /// As [`reencrypt_str`].
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::rotation::{Reencryption, reencrypt_document};
+/// use serde_json::json;
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+/// # let prepare = |key: &str| -> always_encrypted::Result<PreparedPolicy> {
+/// #     let policy = ClientEncryptionPolicy::from_json(&format!(r#"{{"includedPaths": [
+/// #         {{"path": "/ssn", "clientEncryptionKeyId": "{key}", "encryptionType": "Deterministic",
+/// #           "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}}]}}"#))?;
+/// #     let dek = ResolvedKey::new(key, DataEncryptionKey::generate()?);
+/// #     PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(dek.clone()))
+/// # };
+/// # let (old, new) = (prepare("cek1")?, prepare("cek2")?);
+///
+/// // `old` encrypts /ssn with cek1, `new` with cek2.
+/// let mut doc = json!({"id": "1", "ssn": "123-45-6789"});
+/// old.encrypt_document(&mut doc)?;
+/// assert_eq!(reencrypt_document(&old, &new, &mut doc)?, Reencryption::Converted);
+/// assert!(old.decrypt_document(&mut doc.clone()).is_err());
+/// new.decrypt_document(&mut doc)?;
+/// assert_eq!(doc, json!({"id": "1", "ssn": "123-45-6789"}));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub fn reencrypt_document(
     from: &PreparedPolicy,
     to: &PreparedPolicy,

@@ -24,6 +24,20 @@ use crate::error::{Error, Result};
 /// The type of an encrypted value, stored in clear as the first byte of the stored form.
 ///
 /// Note: in the Cosmos format the marker is not authenticated.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::value::{Plaintext, TypeMarker};
+/// use serde_json::json;
+///
+/// assert_eq!(Plaintext::from_json(&json!(42))?.marker(), TypeMarker::Long);
+/// assert_eq!(Plaintext::from_json(&json!(42.0))?.marker(), TypeMarker::Double);
+/// assert_eq!(TypeMarker::try_from(5u8), Ok(TypeMarker::String));
+/// assert_eq!(TypeMarker::try_from(6u8), Err(6));
+/// assert_eq!(TypeMarker::Boolean as u8, 2);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -60,6 +74,19 @@ impl TryFrom<u8> for TypeMarker {
 /// # Security
 ///
 /// Fixed-size payloads are zeroized on drop; a string payload borrows the caller's text.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::value::{Plaintext, TypeMarker};
+/// use serde_json::json;
+///
+/// let pt = Plaintext::from_json(&json!(true))?;
+/// assert_eq!(pt.marker(), TypeMarker::Boolean);
+/// assert_eq!(pt.as_bytes(), &[1, 0, 0, 0, 0, 0, 0, 0]);
+/// assert_eq!(Plaintext::to_json(pt.marker(), pt.as_bytes())?, json!(true));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub struct Plaintext<'a> {
     marker: TypeMarker,
     bytes: PlaintextBytes<'a>,
@@ -71,7 +98,16 @@ enum PlaintextBytes<'a> {
 }
 
 impl<'a> Plaintext<'a> {
-    /// A string leaf.
+    /// A string leaf: its UTF-8 bytes, borrowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    ///
+    /// let pt = Plaintext::string("Ada");
+    /// assert_eq!((pt.marker(), pt.as_bytes()), (TypeMarker::String, &b"Ada"[..]));
+    /// ```
     pub fn string(s: &'a str) -> Self {
         Plaintext {
             marker: TypeMarker::String,
@@ -79,12 +115,31 @@ impl<'a> Plaintext<'a> {
         }
     }
 
-    /// A boolean leaf.
+    /// A boolean leaf: a little-endian int64 1 or 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    ///
+    /// let pt = Plaintext::boolean(false);
+    /// assert_eq!((pt.marker(), pt.as_bytes()), (TypeMarker::Boolean, &[0u8; 8][..]));
+    /// ```
     pub fn boolean(b: bool) -> Plaintext<'static> {
         Plaintext::fixed(TypeMarker::Boolean, i64::from(b).to_le_bytes())
     }
 
     /// An integer stored as a Long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    ///
+    /// let pt = Plaintext::long(-2);
+    /// assert_eq!(pt.marker(), TypeMarker::Long);
+    /// assert_eq!(pt.as_bytes(), (-2i64).to_le_bytes());
+    /// ```
     pub fn long(n: i64) -> Plaintext<'static> {
         Plaintext::fixed(TypeMarker::Long, n.to_le_bytes())
     }
@@ -94,6 +149,19 @@ impl<'a> Plaintext<'a> {
     /// # Errors
     ///
     /// [`Error::UnsupportedValue`] for NaN and infinities.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    ///
+    /// let pt = Plaintext::double(1.5)?;
+    /// assert_eq!(pt.marker(), TypeMarker::Double);
+    /// assert_eq!(pt.as_bytes(), 1.5f64.to_le_bytes());
+    /// assert!(matches!(Plaintext::double(f64::NAN), Err(Error::UnsupportedValue { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn double(x: f64) -> Result<Plaintext<'static>> {
         if !x.is_finite() {
             return Err(unsupported("NaN and infinite numbers cannot be stored"));
@@ -114,6 +182,22 @@ impl<'a> Plaintext<'a> {
     ///
     /// [`Error::UnsupportedValue`] for `null`, objects and arrays (they are never
     /// encrypted as one value) and for numbers that cannot be stored exactly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    /// use serde_json::json;
+    ///
+    /// let name = json!("Ada");
+    /// assert_eq!(Plaintext::from_json(&name)?.as_bytes(), b"Ada");
+    /// assert_eq!(Plaintext::from_json(&json!(7))?.marker(), TypeMarker::Long);
+    /// for v in [json!(null), json!({"a": 1}), json!([1])] {
+    ///     assert!(matches!(Plaintext::from_json(&v), Err(Error::UnsupportedValue { .. })));
+    /// }
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_json(v: &'a Value) -> Result<Self> {
         match v {
             Value::String(s) => Ok(Plaintext::string(s)),
@@ -137,6 +221,20 @@ impl<'a> Plaintext<'a> {
     ///
     /// [`Error::UnsupportedValue`] for an integer above `i64::MAX` that has no exact
     /// double.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    /// use serde_json::Number;
+    ///
+    /// assert_eq!(Plaintext::from_number(&Number::from(1))?.marker(), TypeMarker::Long);
+    /// // 2^63 is outside int64 but exact as a double; 2^64 - 1 is neither.
+    /// let big = Number::from(1u64 << 63);
+    /// assert_eq!(Plaintext::from_number(&big)?.marker(), TypeMarker::Double);
+    /// assert!(Plaintext::from_number(&Number::from(u64::MAX)).is_err());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_number(n: &Number) -> Result<Plaintext<'static>> {
         if let Some(i) = n.as_i64() {
             return Ok(Plaintext::long(i));
@@ -160,6 +258,22 @@ impl<'a> Plaintext<'a> {
     ///
     /// [`Error::UnsupportedValue`] when `lit` is not a JSON number literal, overflows a
     /// double, or is an integer that fits neither an int64 nor a double exactly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    ///
+    /// assert_eq!(Plaintext::from_number_literal("1")?.marker(), TypeMarker::Long);
+    /// assert_eq!(Plaintext::from_number_literal("1.0")?.marker(), TypeMarker::Double);
+    /// let exact = Plaintext::from_number_literal("9223372036854775808")?; // 2^63
+    /// assert_eq!(exact.marker(), TypeMarker::Double);
+    /// let inexact = Plaintext::from_number_literal("9223372036854775809");
+    /// assert!(matches!(inexact, Err(Error::UnsupportedValue { .. })));
+    /// assert!(Plaintext::from_number_literal("01").is_err());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_number_literal(lit: &str) -> Result<Plaintext<'static>> {
         if !is_json_number(lit) {
             return Err(unsupported("not a JSON number literal"));
@@ -192,11 +306,29 @@ impl<'a> Plaintext<'a> {
     }
 
     /// The type marker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    ///
+    /// assert_eq!(Plaintext::string("x").marker(), TypeMarker::String);
+    /// assert_eq!(Plaintext::long(1).marker() as u8, 4);
+    /// ```
     pub fn marker(&self) -> TypeMarker {
         self.marker
     }
 
     /// The serialized plaintext bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::value::Plaintext;
+    ///
+    /// assert_eq!(Plaintext::long(1).as_bytes(), &[1, 0, 0, 0, 0, 0, 0, 0]);
+    /// assert_eq!(Plaintext::string("é").as_bytes(), &[0xC3, 0xA9]);
+    /// ```
     pub fn as_bytes(&self) -> &[u8] {
         match &self.bytes {
             PlaintextBytes::Fixed(b) => &b[..],
@@ -213,6 +345,20 @@ impl<'a> Plaintext<'a> {
     ///
     /// [`Error::MalformedCiphertext`] (with an empty key id) for the Null marker, a
     /// wrong payload length, a NaN or infinite double, or a string that is not UTF-8.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::value::{Plaintext, TypeMarker};
+    /// use serde_json::json;
+    ///
+    /// let bytes = 42i64.to_le_bytes();
+    /// assert_eq!(Plaintext::to_json(TypeMarker::Long, &bytes)?, json!(42));
+    /// let short = Plaintext::to_json(TypeMarker::Long, &bytes[..7]);
+    /// assert!(matches!(short, Err(Error::MalformedCiphertext { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn to_json(marker: TypeMarker, bytes: &[u8]) -> Result<Value> {
         deserialize(marker, bytes).map_err(|reason| Error::MalformedCiphertext {
             path: String::new(),
@@ -311,6 +457,21 @@ fn unsupported(reason: &str) -> Error {
 }
 
 /// The base64 alphabet of a stored value.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::value::{Alphabet, Plaintext, encrypt_to_stored};
+/// # use always_encrypted::keys::DataEncryptionKey;
+/// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+///
+/// assert_eq!(Alphabet::default(), Alphabet::Standard);
+/// let id = Plaintext::string("order-42");
+/// let stored = encrypt_to_stored(&key, EncryptionType::Deterministic, &id, Alphabet::UrlSafe)?;
+/// assert!(!stored.contains('+') && !stored.contains('/'));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Alphabet {
@@ -336,7 +497,23 @@ impl Alphabet {
 ///
 /// # Errors
 ///
-/// [`Error::Random`] if randomized encryption cannot get random bytes.
+/// As [`CbcHmacKey::encrypt`]: none in practice.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::value::{Alphabet, Plaintext, decrypt_stored, encrypt_to_stored};
+/// use serde_json::json;
+/// # use always_encrypted::keys::DataEncryptionKey;
+/// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+///
+/// let pt = Plaintext::long(42);
+/// let stored = encrypt_to_stored(&key, EncryptionType::Deterministic, &pt, Alphabet::Standard)?;
+/// assert!(stored.starts_with("BA")); // base64 of the Long marker 0x04 and the version 0x01
+/// assert_eq!(decrypt_stored(&key, &stored, Alphabet::Standard)?, json!(42));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub fn encrypt_to_stored(
     key: &CbcHmacKey,
     mode: EncryptionType,
@@ -356,6 +533,26 @@ pub fn encrypt_to_stored(
 /// # Errors
 ///
 /// As [`encrypt_to_stored`]; `out` is unchanged on error.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::value::{Alphabet, Plaintext, decrypt_stored, encrypt_to_stored_into};
+/// use serde_json::json;
+/// # use always_encrypted::keys::DataEncryptionKey;
+/// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+///
+/// let (mut scratch, mut out) = (Vec::new(), String::new());
+/// let mode = EncryptionType::Randomized;
+/// for name in ["Ada", "Grace"] {
+///     out.clear();
+///     let pt = Plaintext::string(name);
+///     encrypt_to_stored_into(&key, mode, &pt, Alphabet::Standard, &mut scratch, &mut out)?;
+///     assert_eq!(decrypt_stored(&key, &out, Alphabet::Standard)?, json!(name));
+/// }
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub fn encrypt_to_stored_into(
     key: &CbcHmacKey,
     mode: EncryptionType,
@@ -379,6 +576,27 @@ pub fn encrypt_to_stored_into(
 /// [`Error::MalformedCiphertext`] for bad base64, an unknown or Null type marker, a
 /// ciphertext of the wrong shape, or a payload that does not fit its marker;
 /// [`Error::DecryptionFailed`] when authentication fails (tampered, wrong key).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::value::{Alphabet, Plaintext, decrypt_stored, encrypt_to_stored};
+/// use serde_json::json;
+/// # use always_encrypted::keys::DataEncryptionKey;
+/// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+///
+/// let pt = Plaintext::string("123-45-6789");
+/// let stored = encrypt_to_stored(&key, EncryptionType::Randomized, &pt, Alphabet::Standard)?;
+/// assert_eq!(decrypt_stored(&key, &stored, Alphabet::Standard)?, json!("123-45-6789"));
+/// let bad = decrypt_stored(&key, "not base64!", Alphabet::Standard);
+/// assert!(matches!(bad, Err(Error::MalformedCiphertext { .. })));
+/// let other = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+/// let wrong_key = decrypt_stored(&other, &stored, Alphabet::Standard);
+/// assert!(matches!(wrong_key, Err(Error::DecryptionFailed { .. })));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub fn decrypt_stored(key: &CbcHmacKey, stored: &str, alphabet: Alphabet) -> Result<Value> {
     let malformed = |reason| Error::MalformedCiphertext {
         path: String::new(),
@@ -404,7 +622,7 @@ pub fn decrypt_stored(key: &CbcHmacKey, stored: &str, alphabet: Alphabet) -> Res
 ///
 /// As [`Plaintext::from_json`] and [`encrypt_to_stored`].
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
@@ -438,6 +656,24 @@ pub fn encrypt_value(key: &CbcHmacKey, mode: EncryptionType, v: &Value) -> Resul
 ///
 /// [`Error::MalformedCiphertext`] when `v` is neither a string nor `null`, and as
 /// [`decrypt_stored`].
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::value::{decrypt_value, encrypt_value};
+/// use serde_json::json;
+/// # use always_encrypted::keys::DataEncryptionKey;
+/// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+///
+/// let stored = encrypt_value(&key, EncryptionType::Deterministic, &json!(true))?;
+/// assert_eq!(decrypt_value(&key, &stored)?, json!(true));
+/// assert_eq!(decrypt_value(&key, &json!(null))?, json!(null));
+/// let not_stored = decrypt_value(&key, &json!(7));
+/// assert!(matches!(not_stored, Err(Error::MalformedCiphertext { .. })));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub fn decrypt_value(key: &CbcHmacKey, v: &Value) -> Result<Value> {
     match v {
         Value::Null => Ok(Value::Null),
@@ -534,7 +770,7 @@ pub(crate) fn decrypt_stored_into(
 ///
 /// As [`Plaintext::from_json`] and [`ModernKey::encrypt`].
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use always_encrypted::cipher::{EncryptionType, ModernKey};
@@ -569,6 +805,24 @@ pub fn encrypt_value_ae1(key: &ModernKey, v: &Value) -> Result<Value> {
 /// a value that is not `AE1`, or a payload that does not fit its marker;
 /// [`Error::DecryptionFailed`] when authentication fails (tampered, another key, path or
 /// mode, a changed marker).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// use always_encrypted::cipher::{EncryptionType, ModernKey};
+/// use always_encrypted::value::{decrypt_value_ae1, encrypt_value_ae1};
+/// use serde_json::json;
+/// # use always_encrypted::keys::DataEncryptionKey;
+/// # let dek = DataEncryptionKey::generate()?;
+///
+/// let ssn = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Randomized);
+/// let stored = encrypt_value_ae1(&ssn, &json!("123-45-6789"))?;
+/// assert_eq!(decrypt_value_ae1(&ssn, &stored)?, json!("123-45-6789"));
+/// let det = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Deterministic);
+/// assert!(matches!(decrypt_value_ae1(&det, &stored), Err(Error::DecryptionFailed { .. })));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub fn decrypt_value_ae1(key: &ModernKey, v: &Value) -> Result<Value> {
     let malformed = |reason| Error::MalformedCiphertext {
         path: key.path().to_owned(),

@@ -66,7 +66,7 @@ const IV_LABEL: [u8; IV_LABEL_STR.len() * 2] = utf16le(IV_LABEL_STR);
 /// Derived keys, the AES key schedule and the keyed HMAC states are zeroized on drop.
 /// `Debug` shows the key id only. Cloning is cheap (an `Arc`) and shares the key.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
@@ -91,6 +91,20 @@ struct Inner {
 impl CbcHmacKey {
     /// Derives the cell keys from `dek`. `key_id` (the client encryption key id, e.g.
     /// `cek1`) is not secret; errors name it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// let dek = DataEncryptionKey::from_bytes(&[7; 32])?;
+    /// let (a, b) = (CbcHmacKey::new("cek1", &dek), CbcHmacKey::new("cek1", &dek));
+    /// // The same DEK gives the same cell keys: deterministic ciphertexts agree.
+    /// let mode = EncryptionType::Deterministic;
+    /// assert_eq!(a.encrypt(b"x", mode)?, b.encrypt(b"x", mode)?);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(key_id: impl Into<String>, dek: &DataEncryptionKey) -> Self {
         let derive = |label: &[u8]| -> Zeroizing<[u8; 32]> {
             let mut mac = keyed(dek.expose_secret());
@@ -110,11 +124,37 @@ impl CbcHmacKey {
     }
 
     /// The client encryption key id this key was made for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::CbcHmacKey;
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+    /// assert_eq!(key.key_id(), "cek1");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_id(&self) -> &str {
         &self.0.key_id
     }
 
-    /// The length of the ciphertext of a `plaintext_len`-byte plaintext.
+    /// The length of the ciphertext of a `plaintext_len`-byte plaintext: 49 bytes of
+    /// header (version, tag, IV) and the PKCS#7-padded plaintext.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+    ///
+    /// assert_eq!(CbcHmacKey::ciphertext_len(0), 65);
+    /// assert_eq!(CbcHmacKey::ciphertext_len(16), 81);
+    /// let ct = key.encrypt(b"123-45-6789", EncryptionType::Randomized)?;
+    /// assert_eq!(ct.len(), CbcHmacKey::ciphertext_len(11));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn ciphertext_len(plaintext_len: usize) -> usize {
         HEADER_LEN + (plaintext_len / BLOCK + 1) * BLOCK
     }
@@ -123,7 +163,24 @@ impl CbcHmacKey {
     ///
     /// # Errors
     ///
-    /// [`Error::Random`] if randomized encryption cannot get random bytes.
+    /// None in practice: the only error is an internal check
+    /// ([`Error::UnsupportedValue`], unreachable). Randomized encryption takes its IV from
+    /// the thread-local CSPRNG, which panics rather than returning an error if the OS
+    /// random number generator fails while seeding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+    /// let ct = key.encrypt(b"secret", EncryptionType::Randomized)?;
+    /// assert_eq!(ct[0], 0x01); // the algorithm version byte
+    /// assert_ne!(ct, key.encrypt(b"secret", EncryptionType::Randomized)?);
+    /// assert_eq!(&key.decrypt(&ct)?[..], b"secret");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt(&self, plaintext: &[u8], mode: EncryptionType) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(Self::ciphertext_len(plaintext.len()));
         self.encrypt_into(plaintext, mode, &mut out)?;
@@ -134,8 +191,21 @@ impl CbcHmacKey {
     ///
     /// # Errors
     ///
-    /// [`Error::Random`] if randomized encryption cannot get random bytes. `out` is left
-    /// as it was on error.
+    /// As [`encrypt`](Self::encrypt) (none in practice). `out` is left as it was on error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+    ///
+    /// let mut out = vec![5]; // e.g. a type marker in front
+    /// key.encrypt_into(b"Ada", EncryptionType::Deterministic, &mut out)?;
+    /// assert_eq!(out.len(), 1 + CbcHmacKey::ciphertext_len(3));
+    /// assert_eq!(&key.decrypt(&out[1..])?[..], b"Ada");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_into(
         &self,
         plaintext: &[u8],
@@ -189,6 +259,23 @@ impl CbcHmacKey {
     ///
     /// [`Error::MalformedCiphertext`] for a wrong length or version byte;
     /// [`Error::DecryptionFailed`] for a wrong tag or padding (tampered, wrong key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+    ///
+    /// let mut ct = key.encrypt(b"123-45-6789", EncryptionType::Randomized)?;
+    /// assert_eq!(&key.decrypt(&ct)?[..], b"123-45-6789");
+    /// assert!(matches!(key.decrypt(&ct[..64]), Err(Error::MalformedCiphertext { .. })));
+    /// let last = ct.len() - 1;
+    /// ct[last] ^= 1; // tampered
+    /// assert!(matches!(key.decrypt(&ct), Err(Error::DecryptionFailed { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let mut out = Zeroizing::new(Vec::new());
         self.decrypt_into(ciphertext, &mut out)?;
@@ -201,6 +288,24 @@ impl CbcHmacKey {
     /// # Errors
     ///
     /// As [`decrypt`](Self::decrypt). On error `out` is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+    /// use zeroize::Zeroizing;
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let key = CbcHmacKey::new("cek1", &DataEncryptionKey::generate()?);
+    ///
+    /// let mut plain = Zeroizing::new(Vec::new());
+    /// for v in [&b"Ada"[..], b"Grace"] {
+    ///     let ct = key.encrypt(v, EncryptionType::Randomized)?;
+    ///     key.decrypt_into(&ct, &mut plain)?;
+    ///     assert_eq!(&plain[..], v);
+    /// }
+    /// assert!(key.decrypt_into(&[0; 65], &mut plain).is_err() && plain.is_empty());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_into(&self, ciphertext: &[u8], out: &mut Zeroizing<Vec<u8>>) -> Result<()> {
         out.clear();
         if ciphertext.len() < MIN_CIPHERTEXT_LEN {

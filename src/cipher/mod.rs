@@ -13,6 +13,20 @@ pub use modern::ModernKey;
 use std::fmt;
 
 /// Whether equal plaintexts give equal ciphertexts.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cipher::{CbcHmacKey, EncryptionType};
+/// use always_encrypted::keys::DataEncryptionKey;
+///
+/// let key = CbcHmacKey::new("cek1", &DataEncryptionKey::from_bytes(&[7; 32])?);
+/// let det = |v: &[u8]| key.encrypt(v, EncryptionType::Deterministic);
+/// let rnd = |v: &[u8]| key.encrypt(v, EncryptionType::Randomized);
+/// assert_eq!(det(b"Ada")?, det(b"Ada")?);
+/// assert_ne!(rnd(b"Ada")?, rnd(b"Ada")?);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EncryptionType {
@@ -25,6 +39,15 @@ pub enum EncryptionType {
 
 impl EncryptionType {
     /// The name used in a Cosmos `ClientEncryptionPolicy` (`Deterministic` or `Randomized`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::EncryptionType;
+    ///
+    /// assert_eq!(EncryptionType::Deterministic.as_str(), "Deterministic");
+    /// assert_eq!(EncryptionType::Randomized.to_string(), "Randomized");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             EncryptionType::Deterministic => "Deterministic",
@@ -33,6 +56,15 @@ impl EncryptionType {
     }
 
     /// Parses the policy name, exactly `Deterministic` or `Randomized` (case-sensitive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::EncryptionType;
+    ///
+    /// assert_eq!(EncryptionType::from_name("Randomized"), Some(EncryptionType::Randomized));
+    /// assert_eq!(EncryptionType::from_name("deterministic"), None);
+    /// ```
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "Deterministic" => Some(EncryptionType::Deterministic),
@@ -49,6 +81,21 @@ impl fmt::Display for EncryptionType {
 }
 
 /// A cell-encryption algorithm.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::ClientEncryptionPolicy;
+/// use always_encrypted::cipher::Algorithm;
+///
+/// let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+///   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+///    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+/// let alg = policy.included_paths()[0].algorithm();
+/// assert_eq!(alg, Algorithm::AeadAes256CbcHmacSha256);
+/// assert!(alg.is_cosmos_compatible());
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -64,6 +111,16 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// The algorithm's name as Cosmos writes it in policies and key resources.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    ///
+    /// let alg = Algorithm::AeadAes256CbcHmacSha256;
+    /// assert_eq!(alg.as_str(), "AEAD_AES_256_CBC_HMAC_SHA256");
+    /// assert_eq!(Algorithm::Ae1Aes256GcmHkdfSha256.to_string(), "AE1_AES_256_GCM_HKDF_SHA256");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::AeadAes256CbcHmacSha256 => "AEAD_AES_256_CBC_HMAC_SHA256",
@@ -73,11 +130,30 @@ impl Algorithm {
 
     /// True for the algorithm the Microsoft SDKs read and write
     /// (`AEAD_AES_256_CBC_HMAC_SHA256`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    ///
+    /// assert!(Algorithm::AeadAes256CbcHmacSha256.is_cosmos_compatible());
+    /// assert!(!Algorithm::Ae1Aes256GcmHkdfSha256.is_cosmos_compatible());
+    /// ```
     pub fn is_cosmos_compatible(self) -> bool {
         matches!(self, Algorithm::AeadAes256CbcHmacSha256)
     }
 
     /// Parses an algorithm name (exact match).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    ///
+    /// let alg = Algorithm::from_name("AE1_AES_256_GCM_HKDF_SHA256");
+    /// assert_eq!(alg, Some(Algorithm::Ae1Aes256GcmHkdfSha256));
+    /// assert_eq!(Algorithm::from_name("aead_aes_256_cbc_hmac_sha256"), None);
+    /// ```
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "AEAD_AES_256_CBC_HMAC_SHA256" => Some(Algorithm::AeadAes256CbcHmacSha256),

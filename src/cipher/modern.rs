@@ -113,6 +113,20 @@ use crate::error::{Error, Result};
 use crate::keys::DataEncryptionKey;
 
 /// The format version byte.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cipher::{EncryptionType, ModernKey, modern};
+/// # use always_encrypted::keys::DataEncryptionKey;
+/// # let dek = DataEncryptionKey::generate()?;
+///
+/// let key = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Randomized);
+/// let stored = key.encrypt(5, b"123-45-6789")?;
+/// assert_eq!(stored[0], modern::VERSION);
+/// assert_eq!(modern::VERSION, 0xA1);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub const VERSION: u8 = 0xA1;
 const ALG_GCM: u8 = 0x01;
 const ALG_GCM_SIV: u8 = 0x02;
@@ -130,7 +144,7 @@ const AAD_PREFIX: &[u8] = b"AE1";
 /// The AES key schedules and the nonce key are zeroized on drop; `Debug` shows the key
 /// id, path and mode only.
 ///
-/// # Example
+/// # Examples
 ///
 /// ```
 /// use always_encrypted::cipher::{EncryptionType, ModernKey};
@@ -175,6 +189,20 @@ fn length_prefixed(out: &mut Vec<u8>, field: &[u8]) {
 
 impl ModernKey {
     /// Derives the subkeys for the values at `path` under client encryption key `key_id`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// let dek = DataEncryptionKey::from_bytes(&[7; 32])?;
+    /// let a = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Deterministic);
+    /// let b = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Deterministic);
+    /// // Same DEK, key id, path and mode: the same subkeys.
+    /// assert_eq!(a.encrypt(5, b"x")?, b.encrypt(5, b"x")?);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(dek: &DataEncryptionKey, key_id: &str, path: &str, mode: EncryptionType) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(SALT), dek.expose_secret());
         let mut binding = Vec::with_capacity(4 + key_id.len() + path.len());
@@ -218,16 +246,52 @@ impl ModernKey {
     }
 
     /// The client encryption key id this key was derived for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// let key = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Randomized);
+    /// assert_eq!(key.key_id(), "cek1");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
 
     /// The path this key was derived for (and binds every value to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// let key = ModernKey::new(&dek, "cek1", "/cards/[]/number", EncryptionType::Randomized);
+    /// assert_eq!(key.path(), "/cards/[]/number");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn path(&self) -> &str {
         &self.path
     }
 
     /// The encryption type this key was derived for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// let key = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Deterministic);
+    /// assert_eq!(key.encryption_type(), EncryptionType::Deterministic);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encryption_type(&self) -> EncryptionType {
         match self.cipher {
             ModeCipher::Randomized(_) => EncryptionType::Randomized,
@@ -235,7 +299,21 @@ impl ModernKey {
         }
     }
 
-    /// The length of the stored bytes for a plaintext of `plaintext_len` bytes.
+    /// The length of the stored bytes for a plaintext of `plaintext_len` bytes: a 15-byte
+    /// header (version, algorithm, marker, nonce), the ciphertext and a 16-byte tag.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// assert_eq!(ModernKey::ciphertext_len(0), 31);
+    /// let key = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Randomized);
+    /// assert_eq!(key.encrypt(5, b"123-45-6789")?.len(), ModernKey::ciphertext_len(11));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn ciphertext_len(plaintext_len: usize) -> usize {
         HEADER_LEN + plaintext_len + TAG_LEN
     }
@@ -245,6 +323,20 @@ impl ModernKey {
     /// # Errors
     ///
     /// As [`encrypt_into`](Self::encrypt_into).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// let det = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Deterministic);
+    /// assert_eq!(det.encrypt(5, b"Ada")?, det.encrypt(5, b"Ada")?);
+    /// // The type marker is part of what is encrypted and authenticated.
+    /// assert_ne!(det.encrypt(5, b"Ada")?[3..], det.encrypt(4, b"Ada")?[3..]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt(&self, marker: u8, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(Self::ciphertext_len(plaintext.len()));
         self.encrypt_into(marker, plaintext, &mut out)?;
@@ -257,6 +349,21 @@ impl ModernKey {
     ///
     /// [`Error::UnsupportedValue`] for a plaintext of 2^32 bytes or more. `out` is
     /// unchanged on error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// let key = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Randomized);
+    /// let mut out = b"prefix".to_vec();
+    /// key.encrypt_into(5, b"Ada", &mut out)?;
+    /// assert_eq!(out.len(), 6 + ModernKey::ciphertext_len(3));
+    /// assert_eq!(key.decrypt(&out[6..])?.0, 5);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encrypt_into(&self, marker: u8, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         if u32::try_from(plaintext.len()).is_err() {
             return Err(Error::UnsupportedValue {
@@ -310,9 +417,27 @@ impl ModernKey {
     ///
     /// # Errors
     ///
-    /// [`Error::MalformedCiphertext`] for a wrong length, version or algorithm byte;
-    /// [`Error::DecryptionFailed`] when authentication fails (tampered, another key,
-    /// another path, a changed marker).
+    /// [`Error::MalformedCiphertext`] for a wrong length, a wrong version byte or an unknown
+    /// algorithm byte; [`Error::DecryptionFailed`] when authentication fails (tampered,
+    /// another key, another path, a changed marker, or written in the other mode).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// let key = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Randomized);
+    /// let mut stored = key.encrypt(5, b"123-45-6789")?;
+    /// let (marker, plain) = key.decrypt(&stored)?;
+    /// assert_eq!((marker, &plain[..]), (5, &b"123-45-6789"[..]));
+    /// assert!(matches!(key.decrypt(&stored[..30]), Err(Error::MalformedCiphertext { .. })));
+    /// stored[2] = 4; // relabel the value as a Long
+    /// assert!(matches!(key.decrypt(&stored), Err(Error::DecryptionFailed { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt(&self, stored: &[u8]) -> Result<(u8, Zeroizing<Vec<u8>>)> {
         let mut out = Zeroizing::new(Vec::new());
         let marker = self.decrypt_into(stored, &mut out)?;
@@ -324,6 +449,24 @@ impl ModernKey {
     /// # Errors
     ///
     /// As [`decrypt`](Self::decrypt); `out` is empty on error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::{EncryptionType, ModernKey};
+    /// use zeroize::Zeroizing;
+    /// # use always_encrypted::keys::DataEncryptionKey;
+    /// # let dek = DataEncryptionKey::generate()?;
+    ///
+    /// let key = ModernKey::new(&dek, "cek1", "/ssn", EncryptionType::Deterministic);
+    /// let mut plain = Zeroizing::new(Vec::new());
+    /// let marker = key.decrypt_into(&key.encrypt(5, b"Ada")?, &mut plain)?;
+    /// assert_eq!((marker, &plain[..]), (5, &b"Ada"[..]));
+    /// let other = ModernKey::new(&dek, "cek1", "/name", EncryptionType::Deterministic);
+    /// assert!(other.decrypt_into(&key.encrypt(5, b"Ada")?, &mut plain).is_err());
+    /// assert!(plain.is_empty());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn decrypt_into(&self, stored: &[u8], out: &mut Zeroizing<Vec<u8>>) -> Result<u8> {
         out.clear();
         if stored.len() < HEADER_LEN + TAG_LEN {

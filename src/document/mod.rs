@@ -401,6 +401,36 @@ impl Buffers {
 
 /// A property lenient decryption left as it was, because its key is unavailable to the
 /// caller.
+///
+/// # Examples
+///
+/// ```
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+/// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+/// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+/// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+/// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+/// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+/// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+/// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+/// # })?;
+/// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+/// // A reader whose key lookup finds cek1 only: cek-hr is recorded as unavailable.
+/// let options = PrepareOptions::new().allow_unavailable_keys(true);
+/// let reader = PreparedPolicy::new(&policy, options, |id| match id {
+///     "cek1" => Ok(pii.clone()),
+///     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+/// })?;
+/// let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+/// assert!(doc.contains("123-45-6789"));
+/// let skipped = &report.skipped()[0];
+/// assert_eq!((skipped.path(), skipped.key_id()), ("/salary", "cek-hr"));
+/// assert!(skipped.to_string().starts_with("/salary left encrypted (key 'cek-hr')"));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SkippedProperty {
     path: String,
@@ -418,17 +448,100 @@ impl SkippedProperty {
     }
 
     /// Where the property is, as a JSON Pointer (`/ssn`, `/cards/0/number`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// # let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+    /// // `reader` lacks the key cek-hr of /salary; `stored` encrypts /ssn and /salary.
+    /// assert_eq!(report.skipped()[0].path(), "/salary");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn path(&self) -> &str {
         &self.path
     }
 
     /// The client encryption key it needs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// # let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+    /// // `reader` lacks the key cek-hr of /salary; `stored` encrypts /ssn and /salary.
+    /// assert_eq!(report.skipped()[0].key_id(), "cek-hr");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
 
     /// Why the key is unavailable: the key lookup's error when the policy was prepared
     /// (check [`Error::is_key_unavailable`], or match `KeyNotFound` / `KeyProvider`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// # let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+    /// // `reader` lacks the key cek-hr of /salary; `stored` encrypts /ssn and /salary.
+    /// let reason = report.skipped()[0].reason();
+    /// assert!(reason.is_key_unavailable());
+    /// assert!(matches!(reason, Error::KeyNotFound { key_id } if key_id == "cek-hr"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn reason(&self) -> &Error {
         &self.reason
     }
@@ -445,6 +558,36 @@ impl fmt::Display for SkippedProperty {
 }
 
 /// What lenient decryption left encrypted.
+///
+/// # Examples
+///
+/// ```
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+/// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+/// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+/// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+/// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+/// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+/// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+/// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+/// # })?;
+/// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+/// // A reader whose key lookup finds cek1 only: cek-hr is recorded as unavailable.
+/// let options = PrepareOptions::new().allow_unavailable_keys(true);
+/// let reader = PreparedPolicy::new(&policy, options, |id| match id {
+///     "cek1" => Ok(pii.clone()),
+///     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+/// })?;
+/// let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+/// assert!(!report.is_complete());
+/// assert_eq!(report.skipped().len(), 1);
+/// // The full writer's report is complete.
+/// assert!(writer.decrypt_str_lenient(&stored)?.1.is_complete());
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct DecryptReport {
     pub(crate) skipped: Vec<SkippedProperty>,
@@ -452,11 +595,68 @@ pub struct DecryptReport {
 
 impl DecryptReport {
     /// Every property left as it was, in document order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// # let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+    /// // `reader` lacks the key cek-hr of /salary; `stored` encrypts /ssn and /salary.
+    /// let paths: Vec<&str> = report.skipped().iter().map(|s| s.path()).collect();
+    /// assert_eq!(paths, ["/salary"]);
+    /// assert!(doc.contains(r#""ssn": "123-45-6789""#)); // decrypted
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn skipped(&self) -> &[SkippedProperty] {
         &self.skipped
     }
 
     /// True when every selected property was decrypted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, Error, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/salary", "clientEncryptionKeyId": "cek-hr", "encryptionType": "Randomized",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}], "policyFormatVersion": 2}"#)?;
+    /// # let pii = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let hr = ResolvedKey::new("cek-hr", DataEncryptionKey::generate()?);
+    /// # let writer = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(if id == "cek1" { pii.clone() } else { hr.clone() })
+    /// # })?;
+    /// # let stored = writer.encrypt_str(r#"{"ssn": "123-45-6789", "salary": 98000}"#)?;
+    /// # let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// # let reader = PreparedPolicy::new(&policy, options, |id| match id {
+    /// #     "cek1" => Ok(pii.clone()),
+    /// #     _ => Err(Error::KeyNotFound { key_id: id.to_owned() }),
+    /// # })?;
+    /// # let (doc, report) = reader.decrypt_str_lenient(&stored)?;
+    /// // `reader` lacks the key cek-hr of /salary; `stored` encrypts /ssn and /salary.
+    /// assert!(!report.is_complete());
+    /// assert!(writer.decrypt_str_lenient(&stored)?.1.is_complete());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn is_complete(&self) -> bool {
         self.skipped.is_empty()
     }

@@ -12,6 +12,27 @@ use crate::path::is_array_token;
 
 /// How a number query parameter is typed, since an equality match needs the exact stored
 /// type: a Long 1 and a Double 1.0 have different ciphertexts.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::NumberType;
+/// use serde_json::json;
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+/// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+/// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+/// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+/// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+/// // `prepared` encrypts /age, Deterministic.
+/// let mut doc = json!({"age": 42}); // an integer literal: stored as a Long
+/// prepared.encrypt_document(&mut doc)?;
+/// let p = |t| prepared.encrypt_query_parameter("/age", &json!(42), Some(t));
+/// assert_eq!(p(NumberType::Long)?, doc["age"]);
+/// assert_ne!(p(NumberType::Double)?, doc["age"]);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NumberType {
@@ -23,6 +44,28 @@ pub enum NumberType {
 
 /// A Cosmos DB partial-document update (patch) operation, serialized as Cosmos sends it,
 /// e.g. `{"op": "set", "path": "/ssn", "value": "123-45-6789"}`.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::PatchOperation;
+/// use serde_json::json;
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+/// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+/// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+/// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+/// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+/// let ops = [PatchOperation::set("/age", json!(43)), PatchOperation::incr("/visits", json!(1))];
+/// let wire = json!({"op": "incr", "path": "/visits", "value": 1});
+/// assert_eq!(serde_json::to_value(&ops[1]).ok(), Some(wire));
+/// // `prepared` encrypts /age: its new value is encrypted, /visits passes through.
+/// let encrypted = prepared.encrypt_patch(&ops)?;
+/// assert!(matches!(&encrypted[0], PatchOperation::Set { value, .. } if value.is_string()));
+/// assert_eq!(encrypted[1], ops[1]);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -71,6 +114,17 @@ pub enum PatchOperation {
 
 impl PatchOperation {
     /// `add` of `value` at `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PatchOperation;
+    /// use serde_json::json;
+    ///
+    /// let op = PatchOperation::add("/tags/-", json!("new"));
+    /// let wire = json!({"op": "add", "path": "/tags/-", "value": "new"});
+    /// assert_eq!(serde_json::to_value(&op).ok(), Some(wire));
+    /// ```
     pub fn add(path: impl Into<String>, value: Value) -> Self {
         PatchOperation::Add {
             path: path.into(),
@@ -79,6 +133,16 @@ impl PatchOperation {
     }
 
     /// `set` of `value` at `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PatchOperation;
+    /// use serde_json::json;
+    ///
+    /// let op = PatchOperation::set("/ssn", json!("123-45-6789"));
+    /// assert_eq!(op, PatchOperation::Set { path: "/ssn".into(), value: json!("123-45-6789") });
+    /// ```
     pub fn set(path: impl Into<String>, value: Value) -> Self {
         PatchOperation::Set {
             path: path.into(),
@@ -87,6 +151,17 @@ impl PatchOperation {
     }
 
     /// `replace` of `path` by `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PatchOperation;
+    /// use serde_json::json;
+    ///
+    /// let op = PatchOperation::replace("/name", json!("Ada"));
+    /// let wire = json!({"op": "replace", "path": "/name", "value": "Ada"});
+    /// assert_eq!(serde_json::from_value::<PatchOperation>(wire).ok(), Some(op));
+    /// ```
     pub fn replace(path: impl Into<String>, value: Value) -> Self {
         PatchOperation::Replace {
             path: path.into(),
@@ -95,11 +170,32 @@ impl PatchOperation {
     }
 
     /// `remove` of `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PatchOperation;
+    /// use serde_json::json;
+    ///
+    /// let op = PatchOperation::remove("/ssn");
+    /// let wire = json!({"op": "remove", "path": "/ssn"});
+    /// assert_eq!(serde_json::to_value(&op).ok(), Some(wire));
+    /// ```
     pub fn remove(path: impl Into<String>) -> Self {
         PatchOperation::Remove { path: path.into() }
     }
 
     /// `incr` of `path` by `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PatchOperation;
+    /// use serde_json::json;
+    ///
+    /// let op = PatchOperation::incr("/visits", json!(1));
+    /// assert_eq!(op, PatchOperation::Incr { path: "/visits".into(), value: json!(1) });
+    /// ```
     pub fn incr(path: impl Into<String>, value: Value) -> Self {
         PatchOperation::Incr {
             path: path.into(),
@@ -108,6 +204,17 @@ impl PatchOperation {
     }
 
     /// `move` from `from` to `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PatchOperation;
+    /// use serde_json::json;
+    ///
+    /// let op = PatchOperation::move_to("/draft", "/final");
+    /// let wire = json!({"op": "move", "from": "/draft", "path": "/final"});
+    /// assert_eq!(serde_json::to_value(&op).ok(), Some(wire));
+    /// ```
     pub fn move_to(from: impl Into<String>, path: impl Into<String>) -> Self {
         PatchOperation::Move {
             from: from.into(),
@@ -116,6 +223,16 @@ impl PatchOperation {
     }
 
     /// The target path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::PatchOperation;
+    /// use serde_json::json;
+    ///
+    /// assert_eq!(PatchOperation::move_to("/draft", "/final").path(), "/final");
+    /// assert_eq!(PatchOperation::remove("/ssn").path(), "/ssn");
+    /// ```
     pub fn path(&self) -> &str {
         match self {
             PatchOperation::Add { path, .. }
