@@ -1,15 +1,21 @@
 //! Key rotation: re-encrypting documents from one prepared policy (old keys, old paths
 //! and types) to another (new keys, possibly other paths and types) in one pass.
 //!
-//! Re-encryption is idempotent where it can be told apart: a document that no longer
-//! decrypts under the old policy but decrypts under the new one is already converted and
-//! passes through unchanged, so a bulk job that was interrupted can be run again on a mix
-//! of converted and unconverted documents. That holds whenever the rotation changes the
-//! key of every encrypted property (the usual case: a new data-encryption key). When the
-//! old and new policies encrypt a property with the same key (for example only the
-//! encryption type changes), a converted document still decrypts under the old policy, so
-//! it is converted again: the result is still correct, but it is counted as converted.
-//! Use a new key when you change a property's encryption type.
+//! Re-encryption can be run again on its own output: a document that already decrypts
+//! under the new policy is treated as converted and passes through byte for byte; only a
+//! document that does not is decrypted under the old policy and encrypted under the new
+//! one. So a bulk job that was interrupted can be run again on a mix of converted and
+//! unconverted documents, and nothing is ever encrypted twice: a converted document always
+//! decrypts under the new policy, so it is never converted again (checking the old policy
+//! first would not do: a document with none of the old policy's properties decrypts under
+//! it as well, converted or not).
+//!
+//! The test cannot tell a converted document from an unconverted one in which every
+//! property the new policy encrypts is absent or already encrypted with the new policy's
+//! key. That matters only when the old and new policies encrypt a property with the same
+//! key (for example only the encryption type changes): such a document passes through
+//! unchanged, still readable, but with the old type. Use a new key when you change a
+//! property's encryption type.
 
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -18,7 +24,8 @@ use crate::document::tree::wipe;
 use crate::error::Result;
 use crate::prepared::PreparedPolicy;
 
-/// What [`reencrypt_str`] and [`reencrypt_document`] did with a document.
+/// What [`reencrypt_str`] and [`reencrypt_document`] did with a document (see the
+/// [module docs](self) for how a converted document is recognised).
 ///
 /// # Examples
 ///
@@ -47,7 +54,8 @@ use crate::prepared::PreparedPolicy;
 pub enum Reencryption {
     /// Decrypted under the old policy and encrypted under the new one.
     Converted,
-    /// Already under the new policy (it fails under the old one): left unchanged.
+    /// Already under the new policy (it decrypts under it): left unchanged. This includes
+    /// a document with nothing to encrypt under either policy.
     AlreadyConverted,
 }
 
@@ -91,24 +99,13 @@ pub fn reencrypt_str(
     to: &PreparedPolicy,
     json: &str,
 ) -> Result<(String, Reencryption)> {
-    match from.decrypt_str(json) {
-        Ok(plain) => {
-            let plain = Zeroizing::new(plain);
-            let out = to.encrypt_str(&plain)?;
-            // Nothing encrypted under either policy: the document is what it was.
-            if *plain == json && out == json {
-                return Ok((out, Reencryption::AlreadyConverted));
-            }
-            Ok((out, Reencryption::Converted))
-        }
-        Err(old_error) => match to.decrypt_str(json) {
-            Ok(plain) => {
-                drop(Zeroizing::new(plain));
-                Ok((json.to_owned(), Reencryption::AlreadyConverted))
-            }
-            Err(_) => Err(old_error),
-        },
+    if let Ok(plain) = to.decrypt_str(json) {
+        drop(Zeroizing::new(plain));
+        return Ok((json.to_owned(), Reencryption::AlreadyConverted));
     }
+    let plain = Zeroizing::new(from.decrypt_str(json)?);
+    let out = to.encrypt_str(&plain)?;
+    Ok((out, Reencryption::Converted))
 }
 
 /// Re-encrypts `doc` in place from policy `from` to policy `to`, as [`reencrypt_str`]
@@ -149,30 +146,24 @@ pub fn reencrypt_document(
     to: &PreparedPolicy,
     doc: &mut Value,
 ) -> Result<Reencryption> {
+    let mut check = doc.clone();
+    let converted = to.decrypt_document(&mut check).is_ok();
+    wipe(&mut check);
+    if converted {
+        return Ok(Reencryption::AlreadyConverted);
+    }
     let mut plain = doc.clone();
-    match from.decrypt_document(&mut plain) {
+    let result = from
+        .decrypt_document(&mut plain)
+        .and_then(|()| to.encrypt_document(&mut plain));
+    match result {
         Ok(()) => {
-            let result = to.encrypt_document(&mut plain);
-            match result {
-                Ok(()) => {
-                    *doc = plain;
-                    Ok(Reencryption::Converted)
-                }
-                Err(e) => {
-                    wipe(&mut plain);
-                    Err(e)
-                }
-            }
+            *doc = plain;
+            Ok(Reencryption::Converted)
         }
-        Err(old_error) => {
-            let mut check = doc.clone();
-            let converted = to.decrypt_document(&mut check).is_ok();
-            wipe(&mut check);
-            if converted {
-                Ok(Reencryption::AlreadyConverted)
-            } else {
-                Err(old_error)
-            }
+        Err(e) => {
+            wipe(&mut plain);
+            Err(e)
         }
     }
 }
@@ -248,6 +239,43 @@ mod tests {
         assert_eq!(v, before);
     }
 
+    /// A document with none of the old policy's properties, but one the new policy newly
+    /// encrypts: converted once, and never encrypted a second time when run again.
+    #[test]
+    fn a_sparse_document_is_never_encrypted_twice() {
+        let (old, new) = policies();
+        let doc = r#"{"id":"1","email":"a@b.c"}"#;
+        let (once, what) = reencrypt_str(&old, &new, doc).unwrap();
+        assert_eq!(what, Reencryption::Converted);
+        let (twice, what) = reencrypt_str(&old, &new, &once).unwrap();
+        assert_eq!(
+            (twice.as_str(), what),
+            (once.as_str(), Reencryption::AlreadyConverted)
+        );
+        assert_eq!(new.decrypt_str(&twice).unwrap(), doc);
+
+        let mut v: Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(
+            reencrypt_document(&old, &new, &mut v).unwrap(),
+            Reencryption::Converted
+        );
+        let once = v.clone();
+        assert_eq!(
+            reencrypt_document(&old, &new, &mut v).unwrap(),
+            Reencryption::AlreadyConverted
+        );
+        assert_eq!(v, once);
+        new.decrypt_document(&mut v).unwrap();
+        assert_eq!(v, serde_json::from_str::<Value>(doc).unwrap());
+
+        // Nothing to encrypt under either policy: both APIs say already converted.
+        let mut nothing = serde_json::json!({"id": "2", "other": 1});
+        assert_eq!(
+            reencrypt_document(&old, &new, &mut nothing).unwrap(),
+            Reencryption::AlreadyConverted
+        );
+    }
+
     #[test]
     fn a_document_under_neither_policy_fails_and_is_unchanged() {
         let (old, new) = policies();
@@ -275,20 +303,33 @@ mod tests {
     proptest! {
         #[test]
         fn old_to_new_to_plain_is_the_original(
-            ssn in arb_leaf(),
-            card in proptest::collection::vec(arb_leaf(), 0..4),
-            email in arb_leaf(),
+            ssn in proptest::option::of(arb_leaf()),
+            card in proptest::option::of(proptest::collection::vec(arb_leaf(), 0..4)),
+            email in proptest::option::of(arb_leaf()),
             other in any::<String>(),
         ) {
             let (old, new) = policies();
-            let doc = serde_json::json!({"id": "x", "ssn": ssn, "card": card, "email": email, "other": other});
+            // Any of the encrypted properties may be absent (sparse documents).
+            let mut doc = serde_json::json!({"id": "x", "other": other});
+            for (name, v) in [("ssn", ssn), ("card", card.map(Value::from)), ("email", email)] {
+                if let Some(v) = v {
+                    doc[name] = v;
+                }
+            }
             let text = doc.to_string();
             let stored = old.encrypt_str(&text).unwrap();
             let (rotated, what) = reencrypt_str(&old, &new, &stored).unwrap();
             // Converted exactly when something is encrypted under either policy.
             prop_assert_eq!(what == Reencryption::Converted, rotated != stored);
             let back: Value = serde_json::from_str(&new.decrypt_str(&rotated).unwrap()).unwrap();
-            prop_assert_eq!(back, doc);
+            prop_assert_eq!(back, doc.clone());
+            // Run again (a resumed job): nothing changes, in either API.
+            let again = reencrypt_str(&old, &new, &rotated).unwrap();
+            prop_assert_eq!(again, (rotated.clone(), Reencryption::AlreadyConverted));
+            let mut v: Value = serde_json::from_str(&rotated).unwrap();
+            let before = v.clone();
+            prop_assert_eq!(reencrypt_document(&old, &new, &mut v).unwrap(), Reencryption::AlreadyConverted);
+            prop_assert_eq!(v, before);
         }
     }
 }
