@@ -132,6 +132,19 @@ fn stripe() -> usize {
 ///
 /// It also carries the wrapped bytes, for the unwrap. Build it once per resource
 /// ([`CacheKey::for_resource`]); it is cheap to clone and to hash.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{CacheKey, KeyWrapAlgorithm};
+///
+/// let url = "https://v.vault.azure.net/keys/kek/1";
+/// let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, b"wrapped");
+/// assert_eq!(key, CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, b"wrapped"));
+/// // Rewrapped (new wrapped bytes) or another client encryption key: another entry.
+/// assert_ne!(key, CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, b"rewrapped"));
+/// assert_ne!(key, CacheKey::new("cek2", url, KeyWrapAlgorithm::RsaOaep, b"wrapped"));
+/// ```
 #[derive(Clone)]
 pub struct CacheKey(Arc<KeyParts>);
 
@@ -147,6 +160,18 @@ struct KeyParts {
 impl CacheKey {
     /// The key for client encryption key `cek_id`, whose data-encryption key is `wrapped`
     /// under the key-encryption key `kek_url` with `algorithm`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{CacheKey, KeyWrapAlgorithm};
+    ///
+    /// let url = "https://v.vault.azure.net/keys/kek/1";
+    /// let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep256, &[7; 256]);
+    /// assert_eq!(key.cek_id(), "cek1");
+    /// // Debug shows the ids, never the wrapped bytes.
+    /// assert!(!format!("{key:?}").contains("7, 7"));
+    /// ```
     pub fn new(cek_id: &str, kek_url: &str, algorithm: KeyWrapAlgorithm, wrapped: &[u8]) -> Self {
         let digest: [u8; 32] = Sha256::digest(wrapped).into();
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -162,6 +187,23 @@ impl CacheKey {
     }
 
     /// The key for a client encryption key resource.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{
+    ///     CacheKey, ClientEncryptionKeyResource, KeyWrapAlgorithm, KeyWrapMetadata,
+    /// };
+    ///
+    /// let url = "https://v.vault.azure.net/keys/kek/1";
+    /// let metadata = KeyWrapMetadata::azure_key_vault("kek", url, KeyWrapAlgorithm::RsaOaep);
+    /// let algorithm = Algorithm::AeadAes256CbcHmacSha256;
+    /// let cek = ClientEncryptionKeyResource::new("cek1", algorithm, metadata, vec![7; 256])?;
+    /// let key = CacheKey::for_resource(&cek);
+    /// assert_eq!(key, CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &[7; 256]));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn for_resource(cek: &ClientEncryptionKeyResource) -> Self {
         let m = cek.key_wrap_metadata();
         Self::new(
@@ -173,16 +215,41 @@ impl CacheKey {
     }
 
     /// The client encryption key id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{CacheKey, KeyWrapAlgorithm};
+    /// let key = CacheKey::new("cek1", "https://v.vault.azure.net/keys/k/1", KeyWrapAlgorithm::RsaOaep, b"w");
+    /// assert_eq!(key.cek_id(), "cek1");
+    /// ```
     pub fn cek_id(&self) -> &str {
         &self.0.cek_id
     }
 
     /// The key-encryption key URL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{CacheKey, KeyWrapAlgorithm};
+    /// let url = "https://v.vault.azure.net/keys/kek/1";
+    /// let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, b"w");
+    /// assert_eq!(key.kek_url(), url);
+    /// ```
     pub fn kek_url(&self) -> &str {
         &self.0.kek_url
     }
 
     /// The wrap algorithm.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use always_encrypted::keys::{CacheKey, KeyWrapAlgorithm};
+    /// let key = CacheKey::new("cek1", "https://v.vault.azure.net/keys/k/1", KeyWrapAlgorithm::RsaOaep256, b"w");
+    /// assert_eq!(key.algorithm(), KeyWrapAlgorithm::RsaOaep256);
+    /// ```
     pub fn algorithm(&self) -> KeyWrapAlgorithm {
         self.0.algorithm
     }
@@ -271,6 +338,31 @@ impl StripedCounter {
 }
 
 /// What the cache has done so far. Read with [`DekCache::stats`].
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "test-util")] {
+/// # use std::sync::Arc;
+/// # use always_encrypted::keys::*;
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// # let fake = Arc::new(FakeKeyProvider::new());
+/// # let url = "https://v.vault.azure.net/keys/kek/1";
+/// # let dek = DataEncryptionKey::generate()?;
+/// # let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?.bytes;
+/// # let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &wrapped);
+/// # let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+/// # let cache = DekCache::new(CacheOptions::default());
+/// let first = cache.get_or_unwrap(&key, &provider).await?; // a miss: one unwrap
+/// let again = cache.get_or_unwrap(&key, &provider).await?; // a hit
+/// assert!(again.ptr_eq(&first));
+/// let stats = cache.stats();
+/// assert_eq!((stats.misses, stats.hits, stats.unwrap_calls, stats.entries), (1, 1, 1, 1));
+/// assert_eq!(stats.evictions, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
@@ -431,6 +523,17 @@ pub struct DekCache {
 
 impl DekCache {
     /// A new, empty cache.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use always_encrypted::keys::{CacheOptions, DekCache};
+    ///
+    /// let cache = DekCache::new(CacheOptions { ttl: Duration::from_secs(600), ..CacheOptions::default() });
+    /// assert_eq!(cache.stats().entries, 0);
+    /// assert!(cache.cached_ids().is_empty());
+    /// ```
     pub fn new(options: CacheOptions) -> Self {
         let mut options = options;
         options.refresh_ahead = options.refresh_ahead.min(options.ttl / 2);
@@ -453,12 +556,46 @@ impl DekCache {
     }
 
     /// The options in force (`refresh_ahead` clamped to half the TTL).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use always_encrypted::keys::{CacheOptions, DekCache};
+    ///
+    /// let ttl = Duration::from_secs(60);
+    /// let cache = DekCache::new(CacheOptions { ttl, ..CacheOptions::default() });
+    /// // The default five-minute refresh-ahead does not fit a one-minute TTL.
+    /// assert_eq!(cache.options().refresh_ahead, Duration::from_secs(30));
+    /// ```
     pub fn options(&self) -> &CacheOptions {
         &self.inner.options
     }
 
     /// The hot-path lookup: the key if it is cached and may be served now, else `None`.
     /// Never unwraps and never waits; a use near expiry starts a background refresh.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use std::sync::Arc;
+    /// # use always_encrypted::keys::*;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let fake = Arc::new(FakeKeyProvider::new());
+    /// # let url = "https://v.vault.azure.net/keys/kek/1";
+    /// # let dek = DataEncryptionKey::generate()?;
+    /// # let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?.bytes;
+    /// # let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &wrapped);
+    /// # let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+    /// # let cache = DekCache::new(CacheOptions::default());
+    /// assert!(cache.get(&key).is_none()); // not unwrapped yet
+    /// let unwrapped = cache.get_or_unwrap(&key, &provider).await?;
+    /// assert!(cache.get(&key).is_some_and(|k| k.ptr_eq(&unwrapped)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
     pub fn get(&self, key: &CacheKey) -> Option<ResolvedKey> {
         self.inner.get(key)
     }
@@ -470,6 +607,34 @@ impl DekCache {
     ///
     /// [`Error::KeyProvider`] naming the client encryption key when the unwrap fails and
     /// there is no key that may still be served.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use std::sync::Arc;
+    /// # use always_encrypted::keys::*;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let fake = Arc::new(FakeKeyProvider::new());
+    /// # let url = "https://v.vault.azure.net/keys/kek/1";
+    /// # let dek = DataEncryptionKey::generate()?;
+    /// # let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?.bytes;
+    /// # let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &wrapped);
+    /// # let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+    /// # let cache = DekCache::new(CacheOptions::default());
+    /// use always_encrypted::Error;
+    /// fake.fail_next(KeyProviderErrorKind::AccessDenied);
+    /// let e = cache.get_or_unwrap(&key, &provider).await.unwrap_err();
+    /// assert!(matches!(&e, Error::KeyProvider { key_id, .. } if key_id == "cek1"));
+    /// assert!(e.is_key_unavailable());
+    /// // The next use tries again, and the key is then cached.
+    /// let k = cache.get_or_unwrap(&key, &provider).await?;
+    /// assert!(cache.get_or_unwrap(&key, &provider).await?.ptr_eq(&k));
+    /// assert_eq!(fake.unwrap_calls(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
     pub async fn get_or_unwrap(
         &self,
         key: &CacheKey,
@@ -500,6 +665,31 @@ impl DekCache {
 
     /// Drops every cached key of client encryption key `cek_id` (all wrappings); returns
     /// how many. Unwraps in flight for it do not store their result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use std::sync::Arc;
+    /// # use always_encrypted::keys::*;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let fake = Arc::new(FakeKeyProvider::new());
+    /// # let url = "https://v.vault.azure.net/keys/kek/1";
+    /// # let dek = DataEncryptionKey::generate()?;
+    /// # let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?.bytes;
+    /// # let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &wrapped);
+    /// # let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+    /// # let cache = DekCache::new(CacheOptions::default());
+    /// let k = cache.get_or_unwrap(&key, &provider).await?;
+    /// let released = k.downgrade();
+    /// drop(k);
+    /// assert_eq!(cache.invalidate("cek1"), 1);
+    /// assert!(cache.get(&key).is_none());
+    /// assert!(released.is_released()); // the key material was zeroized
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
     pub fn invalidate(&self, cek_id: &str) -> usize {
         self.inner.generation.fetch_add(1, Relaxed);
         let n = self.inner.remove_where(|k, _| k.cek_id() == cek_id);
@@ -508,6 +698,28 @@ impl DekCache {
     }
 
     /// Drops every cached key; returns how many.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use std::sync::Arc;
+    /// # use always_encrypted::keys::*;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let fake = Arc::new(FakeKeyProvider::new());
+    /// # let url = "https://v.vault.azure.net/keys/kek/1";
+    /// # let dek = DataEncryptionKey::generate()?;
+    /// # let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?.bytes;
+    /// # let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &wrapped);
+    /// # let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+    /// # let cache = DekCache::new(CacheOptions::default());
+    /// cache.get_or_unwrap(&key, &provider).await?;
+    /// assert_eq!(cache.clear(), 1);
+    /// assert_eq!(cache.stats().entries, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
     pub fn clear(&self) -> usize {
         self.inner.generation.fetch_add(1, Relaxed);
         let n = self.inner.remove_where(|_, _| true);
@@ -517,11 +729,46 @@ impl DekCache {
 
     /// Drops the keys that expired (and whose grace ran out) now, rather than at the next
     /// background sweep; returns how many.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use std::sync::Arc;
+    /// # use always_encrypted::keys::*;
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # let fake = Arc::new(FakeKeyProvider::new());
+    /// # let url = "https://v.vault.azure.net/keys/kek/1";
+    /// # let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &DataEncryptionKey::generate()?).await?.bytes;
+    /// # let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &wrapped);
+    /// # let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+    /// // Tokio's clock, so that the example can move time forward.
+    /// let options = CacheOptions { ttl: Duration::from_secs(60), clock: CacheClock::Tokio, ..CacheOptions::default() };
+    /// let cache = DekCache::new(options);
+    /// cache.get_or_unwrap(&key, &provider).await?;
+    /// assert_eq!(cache.purge_expired(), 0);
+    /// tokio::time::advance(Duration::from_secs(61)).await;
+    /// assert_eq!(cache.purge_expired(), 1);
+    /// assert_eq!(cache.stats().expirations, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
     pub fn purge_expired(&self) -> usize {
         self.inner.sweep()
     }
 
     /// The counters, and the number of keys held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{CacheOptions, CacheStats, DekCache};
+    ///
+    /// let cache = DekCache::new(CacheOptions::default());
+    /// assert_eq!(cache.stats(), CacheStats::default());
+    /// ```
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
         let revocations = c.revocations.load(Relaxed);
@@ -546,6 +793,27 @@ impl DekCache {
 
     /// The client encryption key ids of the keys held now (sorted, with repeats when one
     /// id is cached under several wrappings).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use std::sync::Arc;
+    /// # use always_encrypted::keys::*;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let fake = Arc::new(FakeKeyProvider::new());
+    /// # let url = "https://v.vault.azure.net/keys/kek/1";
+    /// # let dek = DataEncryptionKey::generate()?;
+    /// # let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?.bytes;
+    /// # let key = CacheKey::new("cek1", url, KeyWrapAlgorithm::RsaOaep, &wrapped);
+    /// # let provider: Arc<dyn KeyEncryptionKeyProvider> = fake.clone();
+    /// # let cache = DekCache::new(CacheOptions::default());
+    /// cache.get_or_unwrap(&key, &provider).await?;
+    /// assert_eq!(cache.cached_ids(), ["cek1"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
     pub fn cached_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = read(self.inner.local())
             .keys()
