@@ -8,6 +8,8 @@
 //! in between are skipped). The docs must hold a code block, and a function whose
 //! signature mentions `Result` must have a `# Errors` section.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
