@@ -661,6 +661,13 @@ impl PreparedPolicy {
     /// an integer literal that fits int64 is a Long, anything else a Double; an integer
     /// that fits neither exactly is refused.
     ///
+    /// The whole document is checked to be JSON (RFC 8259) as strictly as `serde_json`
+    /// checks it, with one difference: the range of a number outside the selected
+    /// properties is not checked, because it is never interpreted, only copied. So
+    /// `{"n": 1e400}` passes through here, while `serde_json` (and therefore
+    /// [`encrypt_document`](Self::encrypt_document), which takes a parsed `Value`) refuses
+    /// it as out of range. A number under a selected property must be a finite double.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidDocument`] for invalid JSON or a non-object;
@@ -689,6 +696,9 @@ impl PreparedPolicy {
     /// assert_eq!(prepared.encrypt_str(doc)?, stored);
     /// let err = prepared.encrypt_str(r#"{"ssn": 1"#).unwrap_err();
     /// assert!(matches!(err, Error::InvalidDocument { .. }));
+    /// // Outside the policy a number is copied whatever its range; under it, it must fit.
+    /// assert_eq!(prepared.encrypt_str(r#"{"n": 1e400}"#)?, r#"{"n": 1e400}"#);
+    /// assert!(prepared.encrypt_str(r#"{"ssn": 1e400}"#).is_err());
     /// # Ok::<(), always_encrypted::Error>(())
     /// ```
     pub fn encrypt_str(&self, json: &str) -> Result<String> {

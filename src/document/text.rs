@@ -1,6 +1,7 @@
 //! The JSON-text walker.
 //!
-//! One pass over the top level validates the whole document (as strictly as `serde_json`)
+//! One pass over the top level validates the whole document (as strictly as `serde_json`,
+//! except that numbers outside the policy are not range-checked: they are only copied)
 //! and finds where each property's value starts and ends, without building any value. The
 //! output is the input with the text of each selected property replaced: keys, whitespace,
 //! order and every property outside the policy come out byte for byte. Under a selected
