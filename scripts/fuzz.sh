@@ -35,13 +35,20 @@ for t in "${targets[@]}"; do
 done
 
 echo
-printf '%-18s %12s %8s %8s\n' target execs cov ft
+# last_new: the execution at which the run last found new coverage (a `NEW` line), and
+# where that falls in the run: a run whose last find came early has stopped finding.
+printf '%-18s %12s %8s %8s %12s %6s\n' target execs cov ft last_new at
 for t in "${targets[@]}"; do
     log="fuzz/work/$t.log"
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     last=$(grep -E '#[0-9]+.*cov: ' "$log" | tail -1)
     cov=$(sed -E 's/.*cov: ([0-9]+).*/\1/' <<<"$last")
     ft=$(sed -E 's/.*ft: ([0-9]+).*/\1/' <<<"$last")
-    printf '%-18s %12s %8s %8s\n' "$t" "$execs" "$cov" "$ft"
+    new=$(grep -E '^#[0-9]+[[:space:]]+NEW' "$log" | tail -1 | sed -E 's/^#([0-9]+).*/\1/')
+    at='?'
+    if [[ "$execs" =~ ^[0-9]+$ && "$new" =~ ^[0-9]+$ && "$execs" -gt 0 ]]; then
+        at="$((100 * new / execs))%"
+    fi
+    printf '%-18s %12s %8s %8s %12s %6s\n' "$t" "$execs" "$cov" "$ft" "${new:-?}" "$at"
 done
 exit "$failed"
