@@ -20,6 +20,20 @@ const SYSTEM_PROPERTIES: [&str; 5] = ["_rid", "_self", "_etag", "_ts", "_attachm
 ///
 /// The documents hold wrapped keys only; restrict write access to the container to the
 /// principals that manage keys.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use always_encrypted::cosmos::{CosmosKeyStore, sdk::clients::DatabaseClient};
+/// use always_encrypted::keys::{KeyResolver, KeyStore, LocalRsaKeyProvider};
+/// # async fn example(db: DatabaseClient) -> Result<(), Box<dyn std::error::Error>> {
+/// let keys = CosmosKeyStore::new(db.container_client("keys", None).await?);
+/// let ids: Vec<String> = keys.list().await?.iter().map(|k| k.id().to_owned()).collect();
+/// assert!(ids.is_sorted());
+/// let resolver = KeyResolver::builder(Arc::new(keys)).build();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct CosmosKeyStore {
     container: ContainerClient,
@@ -33,6 +47,17 @@ impl std::fmt::Debug for CosmosKeyStore {
 
 impl CosmosKeyStore {
     /// A key store on `container` (partition key `/id`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::cosmos::{CosmosKeyStore, sdk::clients::DatabaseClient};
+    /// use always_encrypted::keys::KeyStore;
+    /// # async fn example(db: DatabaseClient) -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = CosmosKeyStore::new(db.container_client("keys", None).await?);
+    /// assert!(keys.read("cek1").await?.is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn new(container: ContainerClient) -> Self {
         Self { container }
     }

@@ -140,8 +140,24 @@ pub use azure_data_cosmos as sdk;
 pub use key_store::CosmosKeyStore;
 
 /// Header the official SDKs send on every request when encryption is on (`true`).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cosmos::HEADER_IS_CLIENT_ENCRYPTED;
+///
+/// assert_eq!(HEADER_IS_CLIENT_ENCRYPTED, "x-ms-cosmos-is-client-encrypted");
+/// ```
 pub const HEADER_IS_CLIENT_ENCRYPTED: &str = "x-ms-cosmos-is-client-encrypted";
 /// Header the official SDKs send with the container's `_rid` when encryption is on.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cosmos::HEADER_INTENDED_COLLECTION_RID;
+///
+/// assert_eq!(HEADER_INTENDED_COLLECTION_RID, "x-ms-cosmos-intended-collection-rid");
+/// ```
 pub const HEADER_INTENDED_COLLECTION_RID: &str = "x-ms-cosmos-intended-collection-rid";
 
 /// Wraps an SDK error.
@@ -169,6 +185,24 @@ pub(crate) fn is_not_found(e: &CosmosError) -> bool {
 ///
 /// [`Error::InvalidPolicy`] when the policy does not hold for the partition-key path (an
 /// encrypted partition key must be Deterministic, with policy format version 2).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cosmos::container_properties;
+/// use always_encrypted::{ClientEncryptionPolicy, Error};
+///
+/// let policy = ClientEncryptionPolicy::from_json(r#"{"policyFormatVersion": 2, "includedPaths": [
+///     {"path": "/tenant", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+///      "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+/// let props = container_properties("orders", "/customer", &policy)?;
+/// assert_eq!(props.id, "orders");
+/// assert_eq!(serde_json::to_value(&props)?["clientEncryptionPolicy"]["policyFormatVersion"], 2);
+/// // A Randomized path cannot be the partition key.
+/// let bad = container_properties("orders", "/tenant", &policy);
+/// assert!(matches!(bad, Err(Error::InvalidPolicy { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn container_properties(
     id: &str,
     partition_key_path: &str,
@@ -195,6 +229,19 @@ pub fn container_properties(
 ///
 /// As [`container_properties`]; [`Error::Cosmos`] when the service refuses (status 409
 /// when the container exists).
+///
+/// # Examples
+///
+/// ```no_run
+/// use always_encrypted::ClientEncryptionPolicy;
+/// use always_encrypted::cosmos::{create_encrypted_container, sdk::clients::DatabaseClient};
+/// # async fn example(db: DatabaseClient) -> always_encrypted::Result<()> {
+/// let policy = ClientEncryptionPolicy::from_json(r#"{"policyFormatVersion": 2, "includedPaths": [
+///     {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+///      "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+/// create_encrypted_container(&db, "orders", "/tenant", &policy).await?;
+/// # Ok(()) }
+/// ```
 pub async fn create_encrypted_container(
     database: &DatabaseClient,
     id: &str,
@@ -223,6 +270,19 @@ fn check_policy_for_partition_key(policy: &ClientEncryptionPolicy, pk: &str) -> 
 }
 
 /// The encryption-related parts of a container's definition.
+///
+/// # Examples
+///
+/// ```no_run
+/// use always_encrypted::cosmos::{read_container_encryption_info, sdk::clients::ContainerClient};
+/// # async fn example(container: ContainerClient) -> always_encrypted::Result<()> {
+/// let info = read_container_encryption_info(&container).await?;
+/// if let Some(policy) = &info.policy {
+///     println!("{} keys, partition key {:?}", policy.key_ids().len(), info.partition_key_paths);
+/// }
+/// assert!(!info.rid.is_empty());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ContainerEncryptionInfo {
     /// The container's `clientEncryptionPolicy`, if it has one.
@@ -240,6 +300,17 @@ pub struct ContainerEncryptionInfo {
 ///
 /// [`Error::Cosmos`] when the container cannot be read; [`Error::InvalidPolicy`] when its
 /// policy is malformed.
+///
+/// # Examples
+///
+/// ```no_run
+/// use always_encrypted::cosmos::{read_container_encryption_info, sdk::clients::ContainerClient};
+/// # async fn example(container: ContainerClient) -> always_encrypted::Result<()> {
+/// let info = read_container_encryption_info(&container).await?;
+/// assert!(info.policy.is_some(), "not an encrypted container");
+/// assert_eq!(info.partition_key_paths, ["/tenant"]);
+/// # Ok(()) }
+/// ```
 pub async fn read_container_encryption_info(
     container: &ContainerClient,
 ) -> Result<ContainerEncryptionInfo> {
@@ -281,6 +352,32 @@ pub async fn read_container_encryption_info(
 
 /// A query and its parameters; parameters compared with encrypted paths are encrypted
 /// when the query runs.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cosmos::EncryptedQuery;
+/// use serde_json::json;
+/// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+/// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+/// # let policy = ClientEncryptionPolicy::from_json(
+/// #   r#"{"policyFormatVersion": 2, "includedPaths": [
+/// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+/// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+/// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+/// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+/// #     Ok(ResolvedKey::new(id, DataEncryptionKey::generate()?))
+/// # })?;
+/// let query = EncryptedQuery::new("SELECT * FROM c WHERE c.ssn = @ssn AND c.tenant = @t")
+///     .with_encrypted_parameter("@ssn", "/ssn", "123-45-6789")
+///     .with_parameter("@t", "t1");
+/// // What `EncryptedContainer::query_items` sends:
+/// let sent = serde_json::to_value(query.to_sdk_query(&prepared)?)?;
+/// assert_eq!(sent["parameters"][1], json!({"name": "@t", "value": "t1"}));
+/// assert_ne!(sent["parameters"][0]["value"], "123-45-6789"); // ciphertext
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct EncryptedQuery {
     text: String,
@@ -303,6 +400,15 @@ enum Parameter {
 
 impl EncryptedQuery {
     /// A query with this SQL text and no parameters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cosmos::EncryptedQuery;
+    ///
+    /// let query = EncryptedQuery::new("SELECT * FROM c");
+    /// assert_eq!(query.text(), "SELECT * FROM c");
+    /// ```
     pub fn new(text: impl Into<String>) -> Self {
         Self {
             text: text.into(),
@@ -311,6 +417,29 @@ impl EncryptedQuery {
     }
 
     /// Adds a parameter sent as it is (compared with a path the policy does not encrypt).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cosmos::EncryptedQuery;
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(
+    /// #   r#"{"policyFormatVersion": 2, "includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(ResolvedKey::new(id, DataEncryptionKey::generate()?))
+    /// # })?;
+    /// let query = EncryptedQuery::new("SELECT * FROM c WHERE c.total > @min")
+    ///     .with_parameter("@min", 100);
+    /// let sent = serde_json::to_value(query.to_sdk_query(&prepared)?)?;
+    /// assert_eq!(sent["parameters"], json!([{"name": "@min", "value": 100}]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_parameter(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.parameters.push(Parameter::Plain {
@@ -324,6 +453,31 @@ impl EncryptedQuery {
     /// JSON Pointer such as `/ssn`); it is encrypted as that property's stored values are.
     /// Numbers are typed as parsed (int64: Long, else Double); use
     /// [`with_encrypted_number_parameter`](Self::with_encrypted_number_parameter) to pick.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cosmos::EncryptedQuery;
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(
+    /// #   r#"{"policyFormatVersion": 2, "includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(ResolvedKey::new(id, DataEncryptionKey::generate()?))
+    /// # })?;
+    /// let query = EncryptedQuery::new("SELECT * FROM c WHERE c.ssn = @ssn")
+    ///     .with_encrypted_parameter("@ssn", "/ssn", "123-45-6789");
+    /// let sent = serde_json::to_value(query.to_sdk_query(&prepared)?)?;
+    /// // Encrypted as a stored `/ssn` value is (Deterministic), so equality matches.
+    /// let stored = prepared.encrypt_query_parameter("/ssn", &json!("123-45-6789"), None)?;
+    /// assert_eq!(sent["parameters"][0]["value"], stored);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_encrypted_parameter(
         mut self,
@@ -342,6 +496,32 @@ impl EncryptedQuery {
 
     /// As [`with_encrypted_parameter`](Self::with_encrypted_parameter) with the stored
     /// number type of the property (an equality match needs the same type).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::NumberType;
+    /// use always_encrypted::cosmos::EncryptedQuery;
+    /// use serde_json::json;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(
+    /// #   r#"{"policyFormatVersion": 2, "includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(ResolvedKey::new(id, DataEncryptionKey::generate()?))
+    /// # })?;
+    /// // `age` was stored as the double 42.0; a query for 42 must send a double too.
+    /// let query = EncryptedQuery::new("SELECT * FROM c WHERE c.age = @age")
+    ///     .with_encrypted_number_parameter("@age", "/age", 42, NumberType::Double);
+    /// let sent = serde_json::to_value(query.to_sdk_query(&prepared)?)?;
+    /// let as_double = prepared.encrypt_query_parameter("/age", &json!(42.0), None)?;
+    /// assert_eq!(sent["parameters"][0]["value"], as_double);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_encrypted_number_parameter(
         mut self,
@@ -360,6 +540,15 @@ impl EncryptedQuery {
     }
 
     /// The SQL text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cosmos::EncryptedQuery;
+    ///
+    /// let query = EncryptedQuery::new("SELECT c.id FROM c").with_parameter("@x", 1);
+    /// assert_eq!(query.text(), "SELECT c.id FROM c");
+    /// ```
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -370,6 +559,32 @@ impl EncryptedQuery {
     ///
     /// As [`PreparedPolicy::encrypt_query_parameter`]; [`Error::UnsupportedValue`] when a
     /// parameter cannot be serialized.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::cosmos::EncryptedQuery;
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(
+    /// #   r#"{"policyFormatVersion": 2, "includedPaths": [
+    /// #   {"path": "/ssn", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+    /// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |id| {
+    /// #     Ok(ResolvedKey::new(id, DataEncryptionKey::generate()?))
+    /// # })?;
+    /// let ok = EncryptedQuery::new("SELECT * FROM c WHERE c.ssn = @ssn")
+    ///     .with_encrypted_parameter("@ssn", "/ssn", "123-45-6789");
+    /// ok.to_sdk_query(&prepared)?;
+    /// // `/name` is not encrypted: an encrypted parameter for it is refused.
+    /// let wrong = EncryptedQuery::new("SELECT * FROM c WHERE c.name = @n")
+    ///     .with_encrypted_parameter("@n", "/name", "Ada");
+    /// assert!(matches!(wrong.to_sdk_query(&prepared), Err(Error::UnsupportedOperation { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_sdk_query(&self, prepared: &PreparedPolicy) -> Result<Query> {
         let mut query = Query::from(self.text.clone());
         for p in &self.parameters {
@@ -402,6 +617,21 @@ impl EncryptedQuery {
 /// Cheap to clone. The prepared policy keeps its keys for as long as this client lives:
 /// make a new one (cheap while the keys are cached) to pick up key rewraps and honour
 /// revocation.
+///
+/// # Examples
+///
+/// ```no_run
+/// use always_encrypted::cosmos::{EncryptedContainer, sdk::clients::ContainerClient};
+/// use always_encrypted::keys::KeyResolver;
+/// use serde_json::{Value, json};
+/// # async fn example(client: ContainerClient, resolver: KeyResolver)
+/// # -> always_encrypted::Result<()> {
+/// let orders = EncryptedContainer::new(client, &resolver).await?;
+/// orders.upsert_item(&json!({"id": "1", "tenant": "t1", "ssn": "123-45-6789"})).await?;
+/// let read: Option<Value> = orders.read_item(&json!("t1"), "1").await?;
+/// assert_eq!(read.map(|d| d["ssn"].clone()), Some(json!("123-45-6789")));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct EncryptedContainer {
     client: ContainerClient,
@@ -428,6 +658,19 @@ impl EncryptedContainer {
     /// [`Error::Cosmos`] when the container cannot be read; [`Error::InvalidPolicy`] when
     /// it has no client encryption policy or the policy breaks a partition-key rule;
     /// key resolution errors as [`KeyResolver::prepare`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::cosmos::{EncryptedContainer, sdk::clients::DatabaseClient};
+    /// use always_encrypted::keys::KeyResolver;
+    /// # async fn example(db: DatabaseClient, resolver: KeyResolver)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// let orders = EncryptedContainer::new(db.container_client("orders", None).await?, &resolver)
+    ///     .await?;
+    /// assert_eq!(orders.partition_key_paths(), ["/tenant"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn new(client: ContainerClient, resolver: &KeyResolver) -> Result<Self> {
         Self::with_options(client, resolver, PrepareOptions::new()).await
     }
@@ -440,6 +683,22 @@ impl EncryptedContainer {
     ///
     /// As [`new`](Self::new); [`Error::InvalidPolicy`] when `options` already names
     /// partition-key paths that differ from the container's.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::PrepareOptions;
+    /// use always_encrypted::cosmos::{EncryptedContainer, sdk::clients::ContainerClient};
+    /// use always_encrypted::keys::KeyResolver;
+    /// use serde_json::Value;
+    /// # async fn example(client: ContainerClient, resolver: KeyResolver)
+    /// # -> always_encrypted::Result<()> {
+    /// // A reader that may lack some keys: properties it cannot decrypt stay encrypted.
+    /// let options = PrepareOptions::new().allow_unavailable_keys(true);
+    /// let orders = EncryptedContainer::with_options(client, &resolver, options).await?;
+    /// let doc: Option<Value> = orders.read_item(&"t1".into(), "1").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn with_options(
         client: ContainerClient,
         resolver: &KeyResolver,
@@ -463,6 +722,25 @@ impl EncryptedContainer {
     /// Wraps `client` with an already prepared policy (which must be the container's,
     /// prepared with its partition-key paths) and the container's `_rid` for the request
     /// header (empty: no header).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::PrepareOptions;
+    /// use always_encrypted::cosmos::{EncryptedContainer, read_container_encryption_info};
+    /// use always_encrypted::cosmos::sdk::clients::ContainerClient;
+    /// use always_encrypted::keys::KeyResolver;
+    /// # async fn example(client: ContainerClient, resolver: KeyResolver)
+    /// # -> always_encrypted::Result<()> {
+    /// let info = read_container_encryption_info(&client).await?;
+    /// # let policy = info.policy.expect("an encrypted container");
+    /// let options = PrepareOptions::new().partition_key_path(&info.partition_key_paths[0]);
+    /// let prepared = resolver.prepare(&policy, options).await?;
+    /// let pk_paths = info.partition_key_paths;
+    /// let orders = EncryptedContainer::from_parts(client, prepared, pk_paths, &info.rid);
+    /// assert_eq!(orders.request_headers().count(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn from_parts(
         client: ContainerClient,
         prepared: PreparedPolicy,
@@ -489,21 +767,66 @@ impl EncryptedContainer {
     }
 
     /// The SDK's container client (no encryption: what it writes is stored as given).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> Result<(), Box<dyn std::error::Error>> {
+    /// // The stored (encrypted) document, as a reader without the keys sees it.
+    /// let pk = orders.partition_key(&"t1".into())?;
+    /// let response = orders.container().read_item(pk, "1", None).await?;
+    /// let stored: serde_json::Value = response.into_model()?;
+    /// assert_ne!(stored["ssn"], "123-45-6789");
+    /// # Ok(()) }
+    /// ```
     pub fn container(&self) -> &ContainerClient {
         &self.client
     }
 
     /// The prepared policy.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// // Encrypt a document for a batch or bulk request made with the SDK directly.
+    /// let doc = orders.prepared().encrypt_item(&json!({"id": "1", "ssn": "123-45-6789"}))?;
+    /// assert_ne!(doc["ssn"], "123-45-6789");
+    /// # Ok(()) }
+    /// ```
     pub fn prepared(&self) -> &PreparedPolicy {
         &self.prepared
     }
 
     /// The container's partition-key paths.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// assert_eq!(orders.partition_key_paths(), ["/tenant"]);
+    /// # Ok(()) }
+    /// ```
     pub fn partition_key_paths(&self) -> &[String] {
         &self.partition_key_paths
     }
 
     /// The headers sent on every request (see the module docs).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::cosmos::HEADER_IS_CLIENT_ENCRYPTED;
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// let headers: Vec<(&str, &str)> = orders.request_headers().collect();
+    /// assert!(headers.contains(&(HEADER_IS_CLIENT_ENCRYPTED, "true")));
+    /// # Ok(()) }
+    /// ```
     pub fn request_headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -519,6 +842,18 @@ impl EncryptedContainer {
     /// # Errors
     ///
     /// As [`PreparedPolicy::encrypt_id`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> Result<(), Box<dyn std::error::Error>> {
+    /// // Only needed to call the SDK directly: the point operations encrypt the id themselves.
+    /// let id = orders.encrypt_id("order-1")?;
+    /// let pk = orders.partition_key(&"t1".into())?;
+    /// orders.container().read_item(pk, &id, None).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn encrypt_id(&self, id: &str) -> Result<String> {
         self.prepared.encrypt_id(id)
     }
@@ -530,6 +865,19 @@ impl EncryptedContainer {
     ///
     /// As [`PreparedPolicy::encrypt_partition_key_values`]; [`Error::UnsupportedValue`]
     /// for a value that cannot be a partition key (an object, a non-finite number).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::Error;
+    /// use serde_json::json;
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// let pk = orders.partition_key(&json!("t1"))?;
+    /// let bad = orders.partition_key(&json!({"not": "a key"}));
+    /// assert!(matches!(bad, Err(Error::UnsupportedValue { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn partition_key(&self, value: &Value) -> Result<PartitionKey> {
         let values = match (value, self.partition_key_paths.len()) {
             (Value::Array(a), n) if n > 1 => a.clone(),
@@ -574,6 +922,20 @@ impl EncryptedContainer {
     ///
     /// Encryption errors as [`PreparedPolicy::encrypt_item`]; [`Error::InvalidDocument`]
     /// when the item has no string `id`; [`Error::Cosmos`] (409 when it exists).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::Error;
+    /// use serde_json::json;
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// let order = json!({"id": "1", "tenant": "t1", "ssn": "123-45-6789"});
+    /// orders.create_item(&order).await?;
+    /// let again = orders.create_item(&order).await;
+    /// assert!(matches!(again, Err(Error::Cosmos { status: Some(409), .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn create_item<T: Serialize + ?Sized>(&self, item: &T) -> Result<()> {
         let (doc, id) = self.encrypt_for_write(item)?;
         let pk = self.partition_key_of(&doc)?;
@@ -589,6 +951,19 @@ impl EncryptedContainer {
     /// # Errors
     ///
     /// As [`create_item`](Self::create_item).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::Serialize;
+    /// #[derive(Serialize)]
+    /// struct Order<'a> { id: &'a str, tenant: &'a str, ssn: &'a str }
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// orders.upsert_item(&Order { id: "1", tenant: "t1", ssn: "123-45-6789" }).await?;
+    /// orders.upsert_item(&Order { id: "1", tenant: "t1", ssn: "987-65-4321" }).await?; // replaces
+    /// # Ok(()) }
+    /// ```
     pub async fn upsert_item<T: Serialize + ?Sized>(&self, item: &T) -> Result<()> {
         let (doc, id) = self.encrypt_for_write(item)?;
         let pk = self.partition_key_of(&doc)?;
@@ -604,6 +979,19 @@ impl EncryptedContainer {
     /// # Errors
     ///
     /// As [`create_item`](Self::create_item) (404 when there is no such item).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::Error;
+    /// use serde_json::json;
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// orders.replace_item(&json!({"id": "1", "tenant": "t1", "ssn": "987-65-4321"})).await?;
+    /// let missing = orders.replace_item(&json!({"id": "404", "tenant": "t1"})).await;
+    /// assert!(matches!(missing, Err(Error::Cosmos { status: Some(404), .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn replace_item<T: Serialize + ?Sized>(&self, item: &T) -> Result<()> {
         let (doc, id) = self.encrypt_for_write(item)?;
         let pk = self.partition_key_of(&doc)?;
@@ -621,6 +1009,22 @@ impl EncryptedContainer {
     ///
     /// As [`partition_key`](Self::partition_key) and [`encrypt_id`](Self::encrypt_id);
     /// [`Error::Cosmos`]; decryption errors as [`PreparedPolicy::decrypt_item`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::Deserialize;
+    /// use serde_json::json;
+    /// #[derive(Deserialize)]
+    /// struct Order { ssn: String }
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// // Plaintext partition key and id: encrypted here when the policy encrypts them.
+    /// let order: Option<Order> = orders.read_item(&json!("t1"), "1").await?;
+    /// assert_eq!(order.map(|o| o.ssn).as_deref(), Some("123-45-6789"));
+    /// assert!(orders.read_item::<Order>(&json!("t1"), "404").await?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn read_item<T: DeserializeOwned>(
         &self,
         partition_key: &Value,
@@ -646,6 +1050,17 @@ impl EncryptedContainer {
     /// # Errors
     ///
     /// As [`read_item`](Self::read_item).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// assert!(orders.delete_item(&json!("t1"), "1").await?);
+    /// assert!(!orders.delete_item(&json!("t1"), "1").await?); // already gone
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_item(&self, partition_key: &Value, id: &str) -> Result<bool> {
         let pk = self.partition_key(partition_key)?;
         let id = self.encrypt_id(id)?;
@@ -667,6 +1082,21 @@ impl EncryptedContainer {
     ///
     /// As [`PreparedPolicy::encrypt_patch`] (`incr` on an encrypted path, `move` across
     /// encrypted paths); as [`read_item`](Self::read_item).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::{Error, PatchOperation};
+    /// use serde_json::json;
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// let set_ssn = PatchOperation::set("/ssn", json!("987-65-4321")); // encrypted
+    /// orders.patch_item(&json!("t1"), "1", &[set_ssn]).await?;
+    /// let incr = PatchOperation::incr("/ssn", json!(1));
+    /// let refused = orders.patch_item(&json!("t1"), "1", &[incr]).await;
+    /// assert!(matches!(refused, Err(Error::UnsupportedOperation { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn patch_item(
         &self,
         partition_key: &Value,
@@ -695,6 +1125,20 @@ impl EncryptedContainer {
     /// # Errors
     ///
     /// As [`EncryptedQuery::to_sdk_query`]; [`Error::Cosmos`]; decryption errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use always_encrypted::cosmos::EncryptedQuery;
+    /// use serde_json::{Value, json};
+    /// # use always_encrypted::cosmos::EncryptedContainer;
+    /// # async fn example(orders: EncryptedContainer) -> always_encrypted::Result<()> {
+    /// let query = EncryptedQuery::new("SELECT * FROM c WHERE c.ssn = @ssn")
+    ///     .with_encrypted_parameter("@ssn", "/ssn", "123-45-6789");
+    /// let found: Vec<Value> = orders.query_items(&query, Some(&json!("t1"))).await?;
+    /// assert!(found.iter().all(|d| d["ssn"] == "123-45-6789")); // decrypted
+    /// # Ok(()) }
+    /// ```
     pub async fn query_items<T: DeserializeOwned>(
         &self,
         query: &EncryptedQuery,

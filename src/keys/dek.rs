@@ -13,10 +13,30 @@ use crate::error::{Error, Result};
 /// The bytes live on the heap (so moving the key leaves no copy behind) and are zeroized
 /// when the key is dropped. `Debug` prints the type name only. There is no `Clone`, no
 /// `Serialize` and no `PartialEq`: share a key with `Arc`, store it only wrapped.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::DataEncryptionKey;
+///
+/// let dek = DataEncryptionKey::generate()?;
+/// assert_eq!(dek.expose_secret().len(), DataEncryptionKey::LEN);
+/// assert_eq!(format!("{dek:?}"), "DataEncryptionKey(..)");
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub struct DataEncryptionKey(Box<Zeroizing<[u8; DataEncryptionKey::LEN]>>);
 
 impl DataEncryptionKey {
     /// Length of a data-encryption key in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// assert_eq!(DataEncryptionKey::LEN, 32);
+    /// assert!(DataEncryptionKey::from_bytes(&[0; DataEncryptionKey::LEN]).is_ok());
+    /// ```
     pub const LEN: usize = 32;
 
     /// Generates a new key from the operating system's CSPRNG.
@@ -24,6 +44,17 @@ impl DataEncryptionKey {
     /// # Errors
     ///
     /// [`Error::Random`] when the OS random number generator fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// let a = DataEncryptionKey::generate()?;
+    /// let b = DataEncryptionKey::generate()?;
+    /// assert_ne!(a.expose_secret(), b.expose_secret());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn generate() -> Result<Self> {
         let mut key = Box::new(Zeroizing::new([0u8; Self::LEN]));
         getrandom::fill(&mut key[..]).map_err(Error::Random)?;
@@ -37,6 +68,19 @@ impl DataEncryptionKey {
     /// # Errors
     ///
     /// [`Error::InvalidKey`] when `bytes` is not exactly 32 bytes long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// let dek = DataEncryptionKey::from_bytes(&[7; 32])?;
+    /// assert_eq!(dek.expose_secret(), &[7; 32]);
+    /// let short = DataEncryptionKey::from_bytes(&[7; 16]);
+    /// assert!(matches!(short, Err(Error::InvalidKey { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != Self::LEN {
             return Err(Error::InvalidKey {
@@ -59,6 +103,17 @@ impl DataEncryptionKey {
     ///
     /// Do not log, print or persist these bytes; copy them only into buffers that are
     /// zeroized after use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::DataEncryptionKey;
+    ///
+    /// let dek = DataEncryptionKey::from_bytes(&[0xA5; 32])?;
+    /// let bytes: &[u8; 32] = dek.expose_secret();
+    /// assert!(bytes.iter().all(|&b| b == 0xA5));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn expose_secret(&self) -> &[u8; Self::LEN] {
         &self.0
     }

@@ -29,6 +29,28 @@ const TAG_LEN: usize = 16;
 ///
 /// Any key URL is accepted unless a failure is injected for it. Delays use
 /// `tokio::time::sleep`, so they follow a paused test clock.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{
+///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyProviderErrorKind,
+///     KeyWrapAlgorithm,
+/// };
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let fake = FakeKeyProvider::new();
+/// let (url, alg) = ("https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+/// let dek = DataEncryptionKey::generate()?;
+/// let wrapped = fake.wrap_key(url, alg, &dek).await?;
+/// fake.fail_next(KeyProviderErrorKind::Transient);
+/// let e = fake.unwrap_key(url, alg, &wrapped.bytes).await.err().map(|e| e.kind());
+/// assert_eq!(e, Some(KeyProviderErrorKind::Transient));
+/// let back = fake.unwrap_key(url, alg, &wrapped.bytes).await?; // the failure was one-off
+/// assert_eq!(back.expose_secret(), dek.expose_secret());
+/// assert_eq!((fake.wrap_calls(), fake.unwrap_calls()), (1, 2));
+/// # Ok(()) }
+/// ```
 pub struct FakeKeyProvider {
     provider_type: String,
     version: Option<String>,
@@ -55,12 +77,31 @@ impl Default for FakeKeyProvider {
 
 impl FakeKeyProvider {
     /// A fake of type `AZURE_KEY_VAULT` with no delay and no failures.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{FakeKeyProvider, KeyEncryptionKeyProvider};
+    ///
+    /// let fake = FakeKeyProvider::new();
+    /// assert_eq!(fake.provider_type(), "AZURE_KEY_VAULT");
+    /// assert_eq!(fake.wrap_calls(), 0);
+    /// ```
     pub fn new() -> Self {
         Self::with_type(crate::keys::AZURE_KEY_VAULT)
     }
 
     /// A fake whose [`provider_type`](KeyEncryptionKeyProvider::provider_type) is
     /// `provider_type`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{FakeKeyProvider, KeyEncryptionKeyProvider};
+    ///
+    /// let fake = FakeKeyProvider::with_type("MY_HSM");
+    /// assert_eq!(fake.provider_type(), "MY_HSM");
+    /// ```
     pub fn with_type(provider_type: impl Into<String>) -> Self {
         FakeKeyProvider {
             provider_type: provider_type.into(),
@@ -75,6 +116,23 @@ impl FakeKeyProvider {
 
     /// Makes wrap answer an unversioned key URL (`.../keys/<name>`) with the versioned URL
     /// `.../keys/<name>/<version>`, as Key Vault does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new().with_version("v7");
+    /// let url = "https://v.vault.azure.net/keys/kek1";
+    /// let dek = DataEncryptionKey::generate()?;
+    /// let wrapped = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?;
+    /// assert_eq!(wrapped.kek_url, "https://v.vault.azure.net/keys/kek1/v7");
+    /// fake.unwrap_key(&wrapped.kek_url, KeyWrapAlgorithm::RsaOaep, &wrapped.bytes).await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn with_version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
@@ -86,21 +144,103 @@ impl FakeKeyProvider {
     }
 
     /// Every call waits this long before answering (zero: no wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // With a paused Tokio clock (`start_paused`, Tokio's `test-util`) no real time passes.
+    /// let fake = FakeKeyProvider::new();
+    /// fake.set_delay(Duration::from_secs(2));
+    /// let start = tokio::time::Instant::now();
+    /// let dek = DataEncryptionKey::generate()?;
+    /// fake.wrap_key("https://v/keys/k/1", KeyWrapAlgorithm::RsaOaep, &dek).await?;
+    /// assert!(start.elapsed() >= Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
     pub fn set_delay(&self, delay: Duration) {
         self.state().delay = delay;
     }
 
     /// Every call fails with `kind` until set to `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyProviderErrorKind,
+    ///     KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new();
+    /// let dek = DataEncryptionKey::generate()?;
+    /// let url = "https://v/keys/k/1";
+    /// fake.fail_always(Some(KeyProviderErrorKind::AccessDenied));
+    /// for _ in 0..2 {
+    ///     let e = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await.err();
+    ///     assert_eq!(e.map(|e| e.kind()), Some(KeyProviderErrorKind::AccessDenied));
+    /// }
+    /// fake.fail_always(None);
+    /// fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn fail_always(&self, kind: Option<KeyProviderErrorKind>) {
         self.state().fail_always = kind;
     }
 
     /// The next call fails with `kind` (queued after earlier `fail_next`s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyProviderErrorKind,
+    ///     KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new();
+    /// let dek = DataEncryptionKey::generate()?;
+    /// let url = "https://v/keys/k/1";
+    /// fake.fail_next(KeyProviderErrorKind::Transient);
+    /// fake.fail_next(KeyProviderErrorKind::KeyDisabled);
+    /// let first = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await.err();
+    /// let second = fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await.err();
+    /// assert_eq!(first.map(|e| e.kind()), Some(KeyProviderErrorKind::Transient));
+    /// assert_eq!(second.map(|e| e.kind()), Some(KeyProviderErrorKind::KeyDisabled));
+    /// fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?; // the queue is empty
+    /// # Ok(()) }
+    /// ```
     pub fn fail_next(&self, kind: KeyProviderErrorKind) {
         self.state().fail_next.push_back(kind);
     }
 
     /// Calls for `url` fail with `kind` until set to `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyProviderErrorKind,
+    ///     KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new();
+    /// let dek = DataEncryptionKey::generate()?;
+    /// let revoked = "https://v/keys/revoked/1";
+    /// fake.fail_url(revoked, Some(KeyProviderErrorKind::KeyNotFound));
+    /// let e = fake.wrap_key(revoked, KeyWrapAlgorithm::RsaOaep, &dek).await.err();
+    /// assert_eq!(e.map(|e| e.kind()), Some(KeyProviderErrorKind::KeyNotFound));
+    /// fake.wrap_key("https://v/keys/other/1", KeyWrapAlgorithm::RsaOaep, &dek).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn fail_url(&self, url: &str, kind: Option<KeyProviderErrorKind>) {
         let mut s = self.state();
         match kind {
@@ -114,16 +254,67 @@ impl FakeKeyProvider {
     }
 
     /// Number of `wrap_key` calls so far (failed ones included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyProviderErrorKind,
+    ///     KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new();
+    /// let dek = DataEncryptionKey::generate()?;
+    /// fake.fail_next(KeyProviderErrorKind::Transient);
+    /// let url = "https://v/keys/k/1";
+    /// assert!(fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await.is_err());
+    /// fake.wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek).await?;
+    /// assert_eq!(fake.wrap_calls(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn wrap_calls(&self) -> u64 {
         self.wrap_calls.load(SeqCst)
     }
 
     /// Number of `unwrap_key` calls so far (failed ones included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new();
+    /// let url = "https://v/keys/k/1";
+    /// // Not made by the fake: fails, and counts.
+    /// assert!(fake.unwrap_key(url, KeyWrapAlgorithm::RsaOaep, &[0; 48]).await.is_err());
+    /// assert_eq!(fake.unwrap_calls(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn unwrap_calls(&self) -> u64 {
         self.unwrap_calls.load(SeqCst)
     }
 
     /// Sets the call counters (and the concurrency high-water mark) back to zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new();
+    /// let dek = DataEncryptionKey::generate()?;
+    /// fake.wrap_key("https://v/keys/k/1", KeyWrapAlgorithm::RsaOaep, &dek).await?;
+    /// fake.reset_counts();
+    /// assert_eq!((fake.wrap_calls(), fake.max_concurrent_calls()), (0, 0));
+    /// # Ok(()) }
+    /// ```
     pub fn reset_counts(&self) {
         self.wrap_calls.store(0, SeqCst);
         self.unwrap_calls.store(0, SeqCst);
@@ -131,6 +322,25 @@ impl FakeKeyProvider {
     }
 
     /// The most calls that were running at the same time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use always_encrypted::keys::{
+    ///     DataEncryptionKey, FakeKeyProvider, KeyEncryptionKeyProvider, KeyWrapAlgorithm,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeKeyProvider::new();
+    /// fake.set_delay(Duration::from_millis(10));
+    /// let dek = DataEncryptionKey::generate()?;
+    /// let wrap = || fake.wrap_key("https://v/keys/k/1", KeyWrapAlgorithm::RsaOaep, &dek);
+    /// let (a, b) = tokio::join!(wrap(), wrap());
+    /// assert!(a.is_ok() && b.is_ok());
+    /// assert_eq!(fake.max_concurrent_calls(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn max_concurrent_calls(&self) -> usize {
         self.max_in_flight.load(SeqCst)
     }

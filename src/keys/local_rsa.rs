@@ -35,6 +35,8 @@ const MIN_RSA_BITS: usize = 2048;
 /// every versioned URL of that key (`.../keys/kek1/<version>`): a local key has no
 /// versions. Wrapping returns the URL as given.
 ///
+/// # Examples
+///
 /// ```
 /// use always_encrypted::keys::{
 ///     DataEncryptionKey, KeyEncryptionKeyProvider, KeyWrapAlgorithm, LocalRsaKeyProvider,
@@ -65,6 +67,15 @@ pub struct LocalRsaKeyProvider {
 impl LocalRsaKeyProvider {
     /// A provider with no keys; add them with [`add_pem`](Self::add_pem) or
     /// [`add_pem_file`](Self::add_pem_file).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::LocalRsaKeyProvider;
+    ///
+    /// let provider = LocalRsaKeyProvider::new();
+    /// assert_eq!(provider.urls().count(), 0);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -77,6 +88,22 @@ impl LocalRsaKeyProvider {
     ///
     /// [`Error::InvalidKey`] naming the URL when a PEM is not such a key (the PEM itself is
     /// never part of the error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::LocalRsaKeyProvider;
+    ///
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// let provider = LocalRsaKeyProvider::from_pems([(url, pem)])?;
+    /// assert_eq!(provider.urls().collect::<Vec<_>>(), [url]);
+    ///
+    /// let bad = LocalRsaKeyProvider::from_pems([(url, "not a key")]);
+    /// assert!(matches!(bad, Err(Error::InvalidKey { key_id, .. }) if key_id == url));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_pems<I, U, P>(pairs: I) -> Result<Self>
     where
         I: IntoIterator<Item = (U, P)>,
@@ -96,6 +123,22 @@ impl LocalRsaKeyProvider {
     ///
     /// [`Error::Io`] naming the file when it cannot be read; [`Error::InvalidKey`] naming
     /// the URL and the file when it is not an RSA private key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::LocalRsaKeyProvider;
+    ///
+    /// let pem_file = concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem");
+    /// let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// let provider = LocalRsaKeyProvider::from_pem_files([(url, pem_file)])?;
+    /// assert_eq!(provider.urls().count(), 1);
+    ///
+    /// let missing = LocalRsaKeyProvider::from_pem_files([(url, "/no/such/kek.pem")]);
+    /// assert!(matches!(missing, Err(Error::Io { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_pem_files<I, U, P>(pairs: I) -> Result<Self>
     where
         I: IntoIterator<Item = (U, P)>,
@@ -115,6 +158,19 @@ impl LocalRsaKeyProvider {
     ///
     /// [`Error::InvalidKey`] naming the URL when the PEM is not an RSA private key of at
     /// least 2048 bits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::LocalRsaKeyProvider;
+    ///
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// let mut provider = LocalRsaKeyProvider::new();
+    /// // Registered without a version: also serves `.../keys/kek1/<any version>`.
+    /// provider.add_pem("https://myvault.vault.azure.net/keys/kek1", pem)?;
+    /// assert_eq!(provider.urls().count(), 1);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn add_pem(&mut self, url: impl Into<String>, pem: &str) -> Result<()> {
         let url = normalize(&url.into()).to_owned();
         let key = parse_pem(pem).map_err(|reason| Error::InvalidKey {
@@ -131,6 +187,20 @@ impl LocalRsaKeyProvider {
     ///
     /// [`Error::Io`] naming the file when it cannot be read; [`Error::InvalidKey`] naming
     /// the URL and the file when it is not an RSA private key of at least 2048 bits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use always_encrypted::keys::LocalRsaKeyProvider;
+    ///
+    /// let pem_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/src/demo-kek.pem");
+    /// let mut provider = LocalRsaKeyProvider::new();
+    /// provider.add_pem_file("https://myvault.vault.azure.net/keys/kek1", &pem_file)?;
+    /// assert!(provider.add_pem_file("https://v/keys/k2", Path::new("/no/such.pem")).is_err());
+    /// assert_eq!(provider.urls().count(), 1); // the failed add changed nothing
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn add_pem_file(&mut self, url: impl Into<String>, path: &Path) -> Result<()> {
         let pem = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_owned(),
@@ -146,7 +216,19 @@ impl LocalRsaKeyProvider {
         Ok(())
     }
 
-    /// The key URLs this provider serves, as registered.
+    /// The key URLs this provider serves, as registered (a trailing `/` removed), in no
+    /// particular order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::LocalRsaKeyProvider;
+    ///
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// let provider = LocalRsaKeyProvider::from_pems([("https://v/keys/k/", pem)])?;
+    /// assert_eq!(provider.urls().collect::<Vec<_>>(), ["https://v/keys/k"]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn urls(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
     }

@@ -13,6 +13,19 @@ use crate::keys::DataEncryptionKey;
 ///
 /// Holds key material; it is zeroized when the last clone is dropped. `Debug` shows the
 /// key id only.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::cipher::EncryptionType;
+/// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+///
+/// let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+/// let ct = key.cbc_hmac().encrypt(b"123-45-6789", EncryptionType::Randomized)?;
+/// assert_eq!(&key.cbc_hmac().decrypt(&ct)?[..], b"123-45-6789");
+/// assert_eq!(format!("{key:?}"), r#"ResolvedKey { key_id: "cek1", .. }"#);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ResolvedKey(Arc<Inner>);
 
@@ -34,6 +47,16 @@ struct Origin;
 
 impl ResolvedKey {
     /// Prepares `dek`, the unwrapped key of client encryption key `key_id`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    ///
+    /// let key = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[1; 32])?);
+    /// assert_eq!(key.key_id(), "cek1");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(key_id: impl Into<String>, dek: DataEncryptionKey) -> Self {
         Self::with_origin(key_id.into(), dek, Arc::new(Origin))
     }
@@ -62,11 +85,35 @@ impl ResolvedKey {
     }
 
     /// The client encryption key id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    ///
+    /// let key = ResolvedKey::new("orders-cek", DataEncryptionKey::generate()?);
+    /// assert_eq!(key.key_id(), "orders-cek");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_id(&self) -> &str {
         &self.0.key_id
     }
 
     /// The `AEAD_AES_256_CBC_HMAC_SHA256` cell key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::EncryptionType;
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    ///
+    /// let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// let cell = key.cbc_hmac();
+    /// assert_eq!(cell.key_id(), "cek1");
+    /// let ct = cell.encrypt(b"42", EncryptionType::Deterministic)?;
+    /// assert_eq!(ct, cell.encrypt(b"42", EncryptionType::Deterministic)?);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn cbc_hmac(&self) -> &CbcHmacKey {
         &self.0.cbc_hmac
     }
@@ -78,6 +125,18 @@ impl ResolvedKey {
 
     /// True when both handles hold the material of the same unwrap (the DEK cache may
     /// hand out one copy of it per replica of its map; they count as the same key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    ///
+    /// let a = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[1; 32])?);
+    /// let b = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[1; 32])?);
+    /// assert!(a.ptr_eq(&a.clone()));
+    /// assert!(!a.ptr_eq(&b)); // same bytes, but a separate unwrap
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn ptr_eq(&self, other: &ResolvedKey) -> bool {
         Arc::ptr_eq(&self.0.origin, &other.0.origin)
     }
@@ -85,6 +144,19 @@ impl ResolvedKey {
     /// A handle that tells whether this key material has been released (every clone of
     /// every copy dropped, so the keys were zeroized), without keeping it alive. It cannot
     /// give the key back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    ///
+    /// let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// let watch = key.downgrade();
+    /// assert!(!watch.is_released());
+    /// drop(key);
+    /// assert!(watch.is_released());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn downgrade(&self) -> WeakResolvedKey {
         WeakResolvedKey {
             key_id: self.0.key_id.clone(),
@@ -95,6 +167,21 @@ impl ResolvedKey {
 
 /// Watches whether a [`ResolvedKey`]'s material is still alive (see
 /// [`ResolvedKey::downgrade`]). Holds no key material.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+///
+/// let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+/// let watch = key.downgrade();
+/// let clone = key.clone();
+/// drop(key);
+/// assert!(!watch.is_released()); // `clone` still holds the material
+/// drop(clone);
+/// assert_eq!(format!("{watch:?}"), r#"WeakResolvedKey { key_id: "cek1", released: true }"#);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct WeakResolvedKey {
     key_id: String,
@@ -103,11 +190,36 @@ pub struct WeakResolvedKey {
 
 impl WeakResolvedKey {
     /// True when every clone of the key was dropped: its material was zeroized.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    ///
+    /// let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// let watch = key.downgrade();
+    /// assert!(!watch.is_released());
+    /// drop(key);
+    /// assert!(watch.is_released());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn is_released(&self) -> bool {
         self.origin.strong_count() == 0
     }
 
     /// The client encryption key id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    ///
+    /// let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// let watch = key.downgrade();
+    /// drop(key);
+    /// assert_eq!(watch.key_id(), "cek1"); // known even after the release
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_id(&self) -> &str {
         &self.key_id
     }

@@ -28,6 +28,8 @@ use crate::keys::{
 /// `Send + Sync`; share it with `Arc`. Build it inside a Tokio runtime (or use it from
 /// one) so that the cache's background refresh and sweep run.
 ///
+/// # Examples
+///
 /// ```
 /// use std::sync::Arc;
 /// use always_encrypted::cipher::Algorithm;
@@ -57,6 +59,26 @@ pub struct KeyResolver {
 }
 
 /// Builds a [`KeyResolver`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use always_encrypted::keys::{
+///     CacheOptions, InMemoryKeyStore, KeyResolver, KeyResolverBuilder, LocalRsaKeyProvider,
+/// };
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> always_encrypted::Result<()> {
+/// # let pem = include_str!("../../cli/src/demo-kek.pem");
+/// let url = "https://myvault.vault.azure.net/keys/kek1";
+/// let builder: KeyResolverBuilder = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+///     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
+///     .cache_options(CacheOptions { ttl: Duration::from_secs(600), ..Default::default() });
+/// let resolver = builder.build();
+/// assert_eq!(resolver.cache().options().ttl, Duration::from_secs(600));
+/// # Ok(()) }
+/// ```
 pub struct KeyResolverBuilder {
     store: Arc<dyn KeyStore>,
     by_type: HashMap<String, Arc<dyn KeyEncryptionKeyProvider>>,
@@ -68,6 +90,26 @@ impl KeyResolverBuilder {
     /// Uses `provider` for keys whose `keyWrapMetadata.type` is its
     /// [`provider_type`](KeyEncryptionKeyProvider::provider_type) (replacing an earlier one
     /// of that type).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .provider(Arc::new(LocalRsaKeyProvider::new())) // type AZURE_KEY_VAULT
+    ///     .build();
+    /// let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// let kv = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// let hsm = KeyWrapMetadata::new("MY_HSM", "k", "hsm:k", KeyWrapAlgorithm::RsaOaep);
+    /// assert!(resolver.provider_for(&kv).is_some());
+    /// assert!(resolver.provider_for(&hsm).is_none());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn provider(mut self, provider: Arc<dyn KeyEncryptionKeyProvider>) -> Self {
         self.by_type
@@ -78,6 +120,28 @@ impl KeyResolverBuilder {
     /// Uses `provider` for the key-encryption key at `kek_url`, whatever the type (what
     /// `ae --local-kek URL=PEM` does). A URL without a version also matches its versioned
     /// URLs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// let local = Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?);
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .provider_for_url(url, local)
+    ///     .build();
+    /// let v7 = KeyWrapMetadata::new("ANY", "kek1", format!("{url}/7"), KeyWrapAlgorithm::RsaOaep);
+    /// assert!(resolver.provider_for(&v7).is_some()); // a version of the registered URL
+    /// let other = v7.clone().with_kek_url("https://myvault.vault.azure.net/keys/kek2/7");
+    /// assert!(resolver.provider_for(&other).is_none());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn provider_for_url(
         mut self,
@@ -90,13 +154,41 @@ impl KeyResolverBuilder {
     }
 
     /// The cache's options (default: [`CacheOptions::default`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use always_encrypted::keys::{CacheOptions, InMemoryKeyStore, KeyResolver};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let options = CacheOptions { max_entries: 16, ..CacheOptions::default() };
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .cache_options(options.clone())
+    ///     .build();
+    /// assert_eq!(resolver.cache().options(), &options);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn cache_options(mut self, options: CacheOptions) -> Self {
         self.cache = options;
         self
     }
 
-    /// The resolver.
+    /// The resolver. Call it inside a Tokio runtime (see [`KeyResolver`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{InMemoryKeyStore, KeyResolver};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new())).build();
+    /// assert!(resolver.list_keys().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn build(self) -> KeyResolver {
         KeyResolver {
             store: self.store,
@@ -109,6 +201,22 @@ impl KeyResolverBuilder {
 
 impl KeyResolver {
     /// Starts building a resolver over `store`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{InMemoryKeyStore, KeyResolver, LocalRsaKeyProvider};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
+    ///     .build();
+    /// assert!(resolver.cache().cached_ids().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn builder(store: Arc<dyn KeyStore>) -> KeyResolverBuilder {
         KeyResolverBuilder {
             store,
@@ -119,16 +227,79 @@ impl KeyResolver {
     }
 
     /// The key store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyResolver};
+    /// # use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1; 256])?;
+    /// let store = InMemoryKeyStore::with_keys([cek])?;
+    /// let resolver = KeyResolver::builder(Arc::new(store)).build();
+    /// let listed = resolver.store().list().await?;
+    /// assert_eq!(listed[0].id(), "cek1");
+    /// # Ok(()) }
+    /// ```
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.store
     }
 
     /// The DEK cache (for its counters, or to invalidate keys).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
+    /// #     .build();
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// resolver.create_key("cek1", Algorithm::AeadAes256CbcHmacSha256, kek).await?;
+    /// resolver.resolve("cek1").await?; // unwraps
+    /// resolver.resolve("cek1").await?; // from the cache
+    /// assert_eq!(resolver.cache().stats().hits, 1);
+    /// assert_eq!(resolver.cache().invalidate("cek1"), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn cache(&self) -> &DekCache {
         &self.cache
     }
 
     /// The provider for a key-encryption key: by URL, else by type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .provider(Arc::new(LocalRsaKeyProvider::new()))
+    ///     .build();
+    /// let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// let kv = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// let provider = resolver.provider_for(&kv).expect("registered by type");
+    /// assert_eq!(provider.provider_type(), "AZURE_KEY_VAULT");
+    /// # Ok(()) }
+    /// ```
     pub fn provider_for(
         &self,
         metadata: &KeyWrapMetadata,
@@ -168,6 +339,31 @@ impl KeyResolver {
     /// [`Error::KeyNotFound`] when the store has no such key; [`Error::NoKeyProvider`] when
     /// no provider serves its key-encryption key; [`Error::KeyProvider`] when the unwrap
     /// fails (its kind says why); key store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::Error;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
+    /// #     .build();
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// resolver.create_key("cek1", Algorithm::AeadAes256CbcHmacSha256, kek).await?;
+    /// let a = resolver.resolve("cek1").await?;
+    /// let b = resolver.resolve("cek1").await?;
+    /// assert!(a.ptr_eq(&b)); // one unwrap, shared
+    /// assert!(matches!(resolver.resolve("nope").await, Err(Error::KeyNotFound { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn resolve(&self, key_id: &str) -> Result<ResolvedKey> {
         let span = tracing::debug_span!("resolve_key", key_id);
         let result = self.resolve_inner(key_id).instrument(span).await;
@@ -197,6 +393,28 @@ impl KeyResolver {
     /// # Errors
     ///
     /// [`Error::KeyNotFound`]; key store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use std::sync::Arc;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyResolver};
+    /// # use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1; 256])?;
+    /// let store = InMemoryKeyStore::with_keys([cek])?;
+    /// let resolver = KeyResolver::builder(Arc::new(store)).build();
+    /// let cek = resolver.read_key("cek1").await?;
+    /// assert_eq!(cek.key_wrap_metadata().name(), "kek1");
+    /// assert!(matches!(resolver.read_key("cek2").await, Err(Error::KeyNotFound { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn read_key(&self, key_id: &str) -> Result<ClientEncryptionKeyResource> {
         self.store
             .read(key_id)
@@ -211,6 +429,26 @@ impl KeyResolver {
     /// # Errors
     ///
     /// Key store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyResolver};
+    /// # use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1; 256])?;
+    /// let store = InMemoryKeyStore::with_keys([cek])?;
+    /// let resolver = KeyResolver::builder(Arc::new(store)).build();
+    /// let ids: Vec<String> = resolver.list_keys().await?.iter().map(|k| k.id().into()).collect();
+    /// assert_eq!(ids, ["cek1"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn list_keys(&self) -> Result<Vec<ClientEncryptionKeyResource>> {
         self.store.list().await
     }
@@ -225,6 +463,32 @@ impl KeyResolver {
     /// [`Error::NoKeyProvider`]; [`Error::KeyProvider`] when wrapping or the check unwrap
     /// fails; [`Error::RewrapVerificationFailed`] when the check unwrap gives another key;
     /// [`Error::Random`]; key store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::Error;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
+    /// #     .build();
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// let alg = Algorithm::AeadAes256CbcHmacSha256;
+    /// let cek = resolver.create_key("cek1", alg, kek.clone()).await?;
+    /// assert_eq!(cek.id(), "cek1");
+    /// assert_eq!(resolver.read_key("cek1").await?, cek); // stored
+    /// let again = resolver.create_key("cek1", alg, kek).await;
+    /// assert!(matches!(again, Err(Error::KeyAlreadyExists { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn create_key(
         &self,
         key_id: &str,
@@ -262,6 +526,35 @@ impl KeyResolver {
     /// [`Error::KeyNotFound`]; [`Error::NoKeyProvider`]; [`Error::KeyProvider`] when an
     /// unwrap or the wrap fails; [`Error::RewrapVerificationFailed`];
     /// [`Error::KeyStoreConflict`] when the key changed meanwhile; key store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
+    /// #     .build();
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// resolver.create_key("cek1", Algorithm::AeadAes256CbcHmacSha256, kek).await?;
+    /// let before = resolver.resolve("cek1").await?;
+    /// // Same RSA key, other algorithm: a new wrapping of the same data-encryption key.
+    /// let kek256 = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep256);
+    /// let cek = resolver.rewrap_key("cek1", kek256).await?;
+    /// assert_eq!(cek.key_wrap_metadata().algorithm(), KeyWrapAlgorithm::RsaOaep256);
+    /// let after = resolver.resolve("cek1").await?;
+    /// // The same data-encryption key: deterministic ciphertexts are equal.
+    /// let det = always_encrypted::cipher::EncryptionType::Deterministic;
+    /// assert_eq!(before.cbc_hmac().encrypt(b"x", det)?, after.cbc_hmac().encrypt(b"x", det)?);
+    /// # Ok(()) }
+    /// ```
     pub async fn rewrap_key(
         &self,
         key_id: &str,
@@ -304,6 +597,28 @@ impl KeyResolver {
     /// # Errors
     ///
     /// [`Error::KeyNotFound`]; key store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use std::sync::Arc;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyResolver};
+    /// # use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// # let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1; 256])?;
+    /// let store = InMemoryKeyStore::with_keys([cek])?;
+    /// let resolver = KeyResolver::builder(Arc::new(store)).build();
+    /// resolver.delete_key("cek1").await?;
+    /// assert!(resolver.list_keys().await?.is_empty());
+    /// assert!(matches!(resolver.delete_key("cek1").await, Err(Error::KeyNotFound { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_key(&self, key_id: &str) -> Result<()> {
         self.store.delete(key_id).await?;
         self.cache.invalidate(key_id);

@@ -13,6 +13,17 @@ use crate::keys::KeyWrapAlgorithm;
 
 /// `keyWrapMetadata.type` of a key wrapped by an Azure Key Vault key (and of a key wrapped
 /// by a [`LocalRsaKeyProvider`](crate::keys::LocalRsaKeyProvider) standing in for one).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{AZURE_KEY_VAULT, KeyWrapAlgorithm, KeyWrapMetadata};
+///
+/// let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// assert_eq!(kek.provider_type(), AZURE_KEY_VAULT);
+/// assert_eq!(AZURE_KEY_VAULT, "AZURE_KEY_VAULT");
+/// ```
 pub const AZURE_KEY_VAULT: &str = "AZURE_KEY_VAULT";
 
 /// Longest id Cosmos DB accepts for a resource.
@@ -39,6 +50,8 @@ const MAX_ID_LEN: usize = 255;
 /// else) is kept, in order, and written back after the known ones. Parsing validates the
 /// algorithm names, the base64 and the id, with errors that name the key id.
 ///
+/// # Examples
+///
 /// ```
 /// use always_encrypted::keys::ClientEncryptionKeyResource;
 ///
@@ -63,6 +76,21 @@ pub struct ClientEncryptionKeyResource {
 
 /// Which key-encryption key wraps a client encryption key, and how
 /// (`keyWrapMetadata` of the resource).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+///
+/// let kek = KeyWrapMetadata::azure_key_vault(
+///     "kek1",
+///     "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef",
+///     KeyWrapAlgorithm::RsaOaep,
+/// );
+/// assert_eq!(kek.provider_type(), "AZURE_KEY_VAULT");
+/// assert_eq!(kek.name(), "kek1");
+/// assert_eq!(kek.algorithm(), KeyWrapAlgorithm::RsaOaep);
+/// ```
 #[derive(Clone, PartialEq)]
 pub struct KeyWrapMetadata {
     provider_type: String,
@@ -75,6 +103,16 @@ pub struct KeyWrapMetadata {
 impl KeyWrapMetadata {
     /// Metadata for the key-encryption key at `kek_url` (`value`), served by providers of
     /// type `provider_type` (`type`, e.g. [`AZURE_KEY_VAULT`]), labelled `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let kek = KeyWrapMetadata::new("MY_HSM", "kek1", "hsm:kek1", KeyWrapAlgorithm::RsaOaep256);
+    /// assert_eq!(kek.provider_type(), "MY_HSM");
+    /// assert_eq!(kek.kek_url(), "hsm:kek1");
+    /// ```
     pub fn new(
         provider_type: impl Into<String>,
         name: impl Into<String>,
@@ -91,6 +129,19 @@ impl KeyWrapMetadata {
     }
 
     /// Metadata for an Azure Key Vault key (`type` [`AZURE_KEY_VAULT`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let kek = KeyWrapMetadata::azure_key_vault(
+    ///     "kek1",
+    ///     "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef",
+    ///     KeyWrapAlgorithm::RsaOaep,
+    /// );
+    /// assert_eq!(kek.provider_type(), "AZURE_KEY_VAULT");
+    /// ```
     pub fn azure_key_vault(
         name: impl Into<String>,
         kek_url: impl Into<String>,
@@ -100,27 +151,91 @@ impl KeyWrapMetadata {
     }
 
     /// `type`: which kind of provider holds the key-encryption key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let kek = KeyWrapMetadata::azure_key_vault(
+    ///     "kek1",
+    ///     "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef",
+    ///     KeyWrapAlgorithm::RsaOaep,
+    /// );
+    /// assert_eq!(kek.provider_type(), "AZURE_KEY_VAULT");
+    /// ```
     pub fn provider_type(&self) -> &str {
         &self.provider_type
     }
 
     /// `name`: a free label for the key-encryption key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let kek = KeyWrapMetadata::azure_key_vault(
+    ///     "kek1",
+    ///     "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef",
+    ///     KeyWrapAlgorithm::RsaOaep,
+    /// );
+    /// assert_eq!(kek.name(), "kek1");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// `value`: the key-encryption key's URL (for Key Vault,
     /// `https://<vault>.vault.azure.net/keys/<name>/<version>`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let kek = KeyWrapMetadata::azure_key_vault(
+    ///     "kek1",
+    ///     "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef",
+    ///     KeyWrapAlgorithm::RsaOaep,
+    /// );
+    /// assert_eq!(kek.kek_url(), "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef");
+    /// ```
     pub fn kek_url(&self) -> &str {
         &self.value
     }
 
     /// `algorithm`: how the data-encryption key is wrapped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let kek = KeyWrapMetadata::azure_key_vault(
+    ///     "kek1",
+    ///     "https://myvault.vault.azure.net/keys/kek1/0123456789abcdef",
+    ///     KeyWrapAlgorithm::RsaOaep,
+    /// );
+    /// assert_eq!(kek.algorithm().as_str(), "RSA-OAEP");
+    /// ```
     pub fn algorithm(&self) -> KeyWrapAlgorithm {
         self.algorithm
     }
 
     /// The same metadata with another key URL (e.g. the versioned URL a provider returned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let url = "https://myvault.vault.azure.net/keys/kek1";
+    /// let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// let versioned = kek.with_kek_url(format!("{url}/0123456789abcdef"));
+    /// assert_eq!(versioned.kek_url(), format!("{url}/0123456789abcdef"));
+    /// assert_eq!(versioned.name(), "kek1");
+    /// ```
     #[must_use]
     pub fn with_kek_url(mut self, kek_url: impl Into<String>) -> Self {
         self.value = kek_url.into();
@@ -154,8 +269,26 @@ impl ClientEncryptionKeyResource {
     /// # Errors
     ///
     /// [`Error::InvalidKeyResource`] when the id is not a valid Cosmos DB id (empty, longer
-    /// than 255 characters, or containing `/`, `\`, `?` or `#`) or the wrapped key is
-    /// empty.
+    /// than 255 characters, or containing `/`, `\`, `?` or `#`), the wrapped key is
+    /// empty, or the metadata's `type` or `value` (key URL) is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// let kek = KeyWrapMetadata::azure_key_vault(
+    ///     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// let alg = Algorithm::AeadAes256CbcHmacSha256;
+    /// let cek = ClientEncryptionKeyResource::new("cek1", alg, kek.clone(), vec![1, 2, 3])?;
+    /// assert_eq!(cek.id(), "cek1");
+    /// let bad = ClientEncryptionKeyResource::new("a/b", alg, kek, vec![1, 2, 3]);
+    /// assert!(matches!(bad, Err(Error::InvalidKeyResource { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(
         id: impl Into<String>,
         encryption_algorithm: Algorithm,
@@ -179,6 +312,23 @@ impl ClientEncryptionKeyResource {
     ///
     /// [`Error::InvalidKeyResource`] naming the key id (when it can be read) and what is
     /// wrong.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    ///
+    /// let json = r#"{"id": "cek1", "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256",
+    ///     "keyWrapMetadata": {"type": "AZURE_KEY_VAULT", "name": "kek1",
+    ///         "value": "https://v.vault.azure.net/keys/kek1/1", "algorithm": "RSA-OAEP"},
+    ///     "wrappedDataEncryptionKey": "AAEC"}"#;
+    /// assert_eq!(ClientEncryptionKeyResource::from_json(json)?.id(), "cek1");
+    ///
+    /// let bad = ClientEncryptionKeyResource::from_json(&json.replace("AAEC", "not base64!"));
+    /// assert!(matches!(bad, Err(Error::InvalidKeyResource { key_id, .. }) if key_id == "cek1"));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_json(json: &str) -> Result<Self> {
         let value: Value = serde_json::from_str(json).map_err(|e| Error::InvalidKeyResource {
             key_id: String::new(),
@@ -193,6 +343,24 @@ impl ClientEncryptionKeyResource {
     ///
     /// [`Error::InvalidKeyResource`] naming the key id (when it can be read) and what is
     /// wrong.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, KeyWrapAlgorithm};
+    /// use serde_json::json;
+    ///
+    /// let cek = ClientEncryptionKeyResource::from_value(json!({
+    ///     "id": "cek1",
+    ///     "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256",
+    ///     "keyWrapMetadata": {"type": "AZURE_KEY_VAULT", "name": "kek1",
+    ///         "value": "https://v.vault.azure.net/keys/kek1/1", "algorithm": "RSA-OAEP-256"},
+    ///     "wrappedDataEncryptionKey": "AAEC",
+    /// }))?;
+    /// assert_eq!(cek.key_wrap_metadata().algorithm(), KeyWrapAlgorithm::RsaOaep256);
+    /// assert!(ClientEncryptionKeyResource::from_value(json!({"id": "cek1"})).is_err());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_value(value: Value) -> Result<Self> {
         let Value::Object(mut obj) = value else {
             return Err(invalid("", "not a JSON object"));
@@ -241,6 +409,25 @@ impl ClientEncryptionKeyResource {
 
     /// The resource as a JSON value, in Cosmos DB's property order, followed by the other
     /// properties in their original order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// let v = cek.to_value();
+    /// assert_eq!(v["id"], "cek1");
+    /// assert_eq!(v["keyWrapMetadata"]["algorithm"], "RSA-OAEP");
+    /// assert_eq!(v["wrappedDataEncryptionKey"], "AQID"); // standard base64 of [1, 2, 3]
+    /// assert_eq!(ClientEncryptionKeyResource::from_value(v)?, cek);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn to_value(&self) -> Value {
         let mut meta = Map::new();
         meta.insert(
@@ -274,44 +461,171 @@ impl ClientEncryptionKeyResource {
     }
 
     /// The resource as pretty-printed JSON text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// let text = cek.to_json_pretty();
+    /// assert!(text.starts_with("{\n  \"id\": \"cek1\","));
+    /// assert_eq!(ClientEncryptionKeyResource::from_json(&text)?, cek);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn to_json_pretty(&self) -> String {
         // Serializing a `Value` to a String cannot fail (string keys only).
         serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
     }
 
     /// `id`: the client encryption key id a policy names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// assert_eq!(cek.id(), "cek1");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// `encryptionAlgorithm`: the cell algorithm the key is for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// assert_eq!(cek.encryption_algorithm(), Algorithm::AeadAes256CbcHmacSha256);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn encryption_algorithm(&self) -> Algorithm {
         self.encryption_algorithm
     }
 
     /// `keyWrapMetadata`: the key-encryption key that wraps the data-encryption key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// assert_eq!(cek.key_wrap_metadata().kek_url(), "https://v.vault.azure.net/keys/kek1/1");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn key_wrap_metadata(&self) -> &KeyWrapMetadata {
         &self.key_wrap_metadata
     }
 
     /// `wrappedDataEncryptionKey`, decoded: the wrapped data-encryption key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// assert_eq!(cek.wrapped_data_encryption_key(), &[1, 2, 3]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn wrapped_data_encryption_key(&self) -> &[u8] {
         &self.wrapped
     }
 
     /// Every other property (system properties such as `_rid`, `_etag`, `_ts`, `_self`,
     /// and anything unknown), in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    ///
+    /// let cek = ClientEncryptionKeyResource::from_json(r#"{"id": "cek1",
+    ///     "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256",
+    ///     "keyWrapMetadata": {"type": "AZURE_KEY_VAULT", "name": "kek1",
+    ///         "value": "https://v.vault.azure.net/keys/kek1/1", "algorithm": "RSA-OAEP"},
+    ///     "wrappedDataEncryptionKey": "AAEC", "_rid": "abc=", "_ts": 1700000000}"#)?;
+    /// let names: Vec<&str> = cek.other_properties().keys().map(String::as_str).collect();
+    /// assert_eq!(names, ["_rid", "_ts"]);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn other_properties(&self) -> &Map<String, Value> {
         &self.other
     }
 
     /// `_etag`, when the resource came from Cosmos DB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// assert_eq!(cek.etag(), None); // made here, not read from Cosmos DB
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn etag(&self) -> Option<&str> {
         self.other.get("_etag").and_then(Value::as_str)
     }
 
     /// The same resource (id, algorithm, other properties) wrapped differently: what a
     /// rewrap stores.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// let kek2 = KeyWrapMetadata::azure_key_vault(
+    ///     "kek2", "https://v.vault.azure.net/keys/kek2/7", KeyWrapAlgorithm::RsaOaep);
+    /// let rewrapped = cek.with_wrapping(kek2, vec![9, 9, 9]);
+    /// assert_eq!(rewrapped.id(), "cek1");
+    /// assert_eq!(rewrapped.key_wrap_metadata().name(), "kek2");
+    /// assert!(!rewrapped.same_key(&cek));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     #[must_use]
     pub fn with_wrapping(&self, key_wrap_metadata: KeyWrapMetadata, wrapped: Vec<u8>) -> Self {
         ClientEncryptionKeyResource {
@@ -327,6 +641,25 @@ impl ClientEncryptionKeyResource {
     /// (`type`, `name`, `value`, `algorithm`) and wrapped bytes. Other properties (system
     /// properties such as `_rid`, `_etag`, `_ts`, which differ between accounts) are
     /// ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::ClientEncryptionKeyResource;
+    /// use always_encrypted::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+    ///
+    /// # let kek = KeyWrapMetadata::azure_key_vault(
+    /// #     "kek1", "https://v.vault.azure.net/keys/kek1/1", KeyWrapAlgorithm::RsaOaep);
+    /// # let cek = ClientEncryptionKeyResource::new(
+    /// #     "cek1", Algorithm::AeadAes256CbcHmacSha256, kek, vec![1, 2, 3])?;
+    /// let mut from_other_account = cek.to_value();
+    /// from_other_account["_etag"] = "\"0b00\"".into();
+    /// let from_other_account = ClientEncryptionKeyResource::from_value(from_other_account)?;
+    /// assert!(cek.same_key(&from_other_account));
+    /// assert_ne!(cek, from_other_account); // `==` compares every property
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn same_key(&self, other: &ClientEncryptionKeyResource) -> bool {
         self.id == other.id
             && self.encryption_algorithm == other.encryption_algorithm

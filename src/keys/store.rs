@@ -16,27 +16,109 @@ use crate::keys::ClientEncryptionKeyResource;
 ///
 /// Async and object-safe (`Arc<dyn KeyStore>`), so that a store backed by a service (a
 /// Cosmos DB container's client encryption keys) fits the same seam.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> always_encrypted::Result<()> {
+/// let store: Arc<dyn KeyStore> = Arc::new(InMemoryKeyStore::new());
+/// store.create(cek("cek1")?).await?;
+/// assert_eq!(store.read("cek1").await?.map(|k| k.id().to_owned()), Some("cek1".into()));
+/// assert!(store.read("other").await?.is_none());
+/// # Ok(()) }
+/// ```
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync + fmt::Debug {
     /// The key with this id, or `None`.
     ///
     /// # Errors
     ///
-    /// When the store cannot be read.
+    /// When the store cannot be read: for [`JsonFileKeyStore`], [`Error::Io`] or
+    /// [`Error::CorruptKeyStore`] when it looks at its file again; for a service-backed
+    /// store, that service's error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let store = InMemoryKeyStore::with_keys([cek("cek1")?])?;
+    /// let key = store.read("cek1").await?;
+    /// assert_eq!(key.map(|k| k.id().to_owned()).as_deref(), Some("cek1"));
+    /// assert!(store.read("cek2").await?.is_none());
+    /// # Ok(()) }
+    /// ```
     async fn read(&self, key_id: &str) -> Result<Option<ClientEncryptionKeyResource>>;
 
     /// Every key, ordered by id.
     ///
     /// # Errors
     ///
-    /// When the store cannot be read.
+    /// When the store cannot be read (a service-backed store's error; the built-in
+    /// in-memory and file stores list what they hold and do not fail).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let store = InMemoryKeyStore::with_keys([cek("b")?, cek("a")?])?;
+    /// let ids: Vec<String> = store.list().await?.iter().map(|k| k.id().to_owned()).collect();
+    /// assert_eq!(ids, ["a", "b"]);
+    /// # Ok(()) }
+    /// ```
     async fn list(&self) -> Result<Vec<ClientEncryptionKeyResource>>;
 
     /// Adds a new key.
     ///
     /// # Errors
     ///
-    /// [`Error::KeyAlreadyExists`] when a key with this id is already there; store errors.
+    /// [`Error::KeyAlreadyExists`] when a key with this id is already there; store errors
+    /// (for [`JsonFileKeyStore`]: [`Error::KeyStoreConflict`], [`Error::CorruptKeyStore`],
+    /// [`Error::Io`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let store = InMemoryKeyStore::new();
+    /// store.create(cek("cek1")?).await?;
+    /// let again = store.create(cek("cek1")?).await;
+    /// assert!(matches!(again, Err(Error::KeyAlreadyExists { key_id }) if key_id == "cek1"));
+    /// # Ok(()) }
+    /// ```
     async fn create(&self, key: ClientEncryptionKeyResource) -> Result<()>;
 
     /// Adds several new keys, all or none: when any id already exists (or appears twice),
@@ -46,6 +128,28 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// # Errors
     ///
     /// [`Error::KeyAlreadyExists`]; store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let store = InMemoryKeyStore::with_keys([cek("b")?])?;
+    /// let clash = store.create_all(vec![cek("a")?, cek("b")?]).await;
+    /// assert!(matches!(clash, Err(Error::KeyAlreadyExists { .. })));
+    /// assert_eq!(store.list().await?.len(), 1); // "a" was not added either
+    /// store.create_all(vec![cek("a")?, cek("c")?]).await?;
+    /// assert_eq!(store.list().await?.len(), 3);
+    /// # Ok(()) }
+    /// ```
     async fn create_all(&self, keys: Vec<ClientEncryptionKeyResource>) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         for k in &keys {
@@ -69,6 +173,29 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// [`Error::KeyNotFound`] when the key is gone; [`Error::KeyStoreConflict`] when it was
     /// changed since `expected` was read (nothing is written); [`Error::InvalidKeyResource`]
     /// when the ids differ; store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let store = InMemoryKeyStore::with_keys([cek("cek1")?])?;
+    /// let read = store.read("cek1").await?.expect("stored above");
+    /// let new = read.with_wrapping(read.key_wrap_metadata().clone(), vec![2; 256]);
+    /// store.replace(&read, new.clone()).await?;
+    /// // `read` is stale now: a second replace based on it is refused.
+    /// let stale = store.replace(&read, new).await;
+    /// assert!(matches!(stale, Err(Error::KeyStoreConflict { .. })));
+    /// # Ok(()) }
+    /// ```
     async fn replace(
         &self,
         expected: &ClientEncryptionKeyResource,
@@ -80,6 +207,26 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// # Errors
     ///
     /// [`Error::KeyNotFound`] when there is no such key; store errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let store = InMemoryKeyStore::with_keys([cek("cek1")?])?;
+    /// store.delete("cek1").await?;
+    /// assert!(store.read("cek1").await?.is_none());
+    /// assert!(matches!(store.delete("cek1").await, Err(Error::KeyNotFound { .. })));
+    /// # Ok(()) }
+    /// ```
     async fn delete(&self, key_id: &str) -> Result<()>;
 }
 
@@ -153,6 +300,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A key store in memory, for tests and for keys loaded from elsewhere. Keys are kept
 /// ordered by id.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyResolver};
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// let store = InMemoryKeyStore::with_keys([cek("cek1")?])?;
+/// assert_eq!(format!("{store:?}"), r#"InMemoryKeyStore { ids: ["cek1"] }"#);
+/// let resolver = KeyResolver::builder(Arc::new(store)).build();
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[derive(Default)]
 pub struct InMemoryKeyStore {
     keys: RwLock<Vec<ClientEncryptionKeyResource>>,
@@ -160,6 +324,17 @@ pub struct InMemoryKeyStore {
 
 impl InMemoryKeyStore {
     /// An empty store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{InMemoryKeyStore, KeyStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// let store = InMemoryKeyStore::new();
+    /// assert!(store.list().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -169,6 +344,24 @@ impl InMemoryKeyStore {
     /// # Errors
     ///
     /// [`Error::KeyAlreadyExists`] when two keys share an id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// let store = InMemoryKeyStore::with_keys([cek("cek1")?, cek("cek2")?])?;
+    /// assert_eq!(format!("{store:?}"), r#"InMemoryKeyStore { ids: ["cek1", "cek2"] }"#);
+    /// let twice = InMemoryKeyStore::with_keys([cek("cek1")?, cek("cek1")?]);
+    /// assert!(matches!(twice, Err(Error::KeyAlreadyExists { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn with_keys(keys: impl IntoIterator<Item = ClientEncryptionKeyResource>) -> Result<Self> {
         let mut list = Vec::new();
         apply_create_all(&mut list, keys.into_iter().collect())?;
@@ -252,6 +445,31 @@ impl KeyStore for InMemoryKeyStore {
 ///   a new, empty store and [`open_or_create`](Self::open_or_create) does either.
 ///
 /// File I/O runs on the calling thread (the files are small, and changes are rare).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, JsonFileKeyStore, KeyStore};
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("ae-doc-jsonstore-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("keys.json");
+/// let store = JsonFileKeyStore::open_or_create(&path)?;
+/// store.create(cek("cek1")?).await?;
+/// // Another handle (another process) sees the key in the file.
+/// let other = JsonFileKeyStore::open(&path)?;
+/// assert_eq!(other.list().await?.len(), 1);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub struct JsonFileKeyStore {
     path: PathBuf,
     state: Mutex<FileState>,
@@ -266,6 +484,31 @@ struct FileState {
 }
 
 /// Where an injected key-store write failure strikes (feature `test-util`, for tests only).
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, JsonFileKeyStore, KeyStore};
+/// use always_encrypted::keys::WriteFailPoint;
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("ae-doc-failpoint-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # std::fs::create_dir_all(&dir)?;
+/// let store = JsonFileKeyStore::create(dir.join("keys.json"))?;
+/// store.fail_next_write(WriteFailPoint::BeforeRename);
+/// assert!(matches!(store.create(cek("cek1")?).await, Err(Error::Io { .. })));
+/// assert_eq!(std::fs::read_to_string(store.path())?, "[]\n"); // the file is untouched
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 #[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -283,6 +526,27 @@ impl JsonFileKeyStore {
     ///
     /// [`Error::Io`] when the file cannot be read (including when it does not exist);
     /// [`Error::CorruptKeyStore`] when it is not a valid JSON array of keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::JsonFileKeyStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-open-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("keys.json");
+    /// assert!(matches!(JsonFileKeyStore::open(&path), Err(Error::Io { .. }))); // no file
+    /// std::fs::write(&path, "[]")?;
+    /// let store = JsonFileKeyStore::open(&path)?;
+    /// assert_eq!(store.path(), path);
+    /// std::fs::write(&path, "{oops")?;
+    /// assert!(matches!(JsonFileKeyStore::open(&path), Err(Error::CorruptKeyStore { .. })));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_owned();
         let bytes = std::fs::read(&path).map_err(|source| Error::Io {
@@ -298,7 +562,26 @@ impl JsonFileKeyStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the file already exists or cannot be written.
+    /// [`Error::Io`] when the file already exists or cannot be written, or when its lock
+    /// file cannot be opened or locked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::JsonFileKeyStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-create-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("keys.json");
+    /// JsonFileKeyStore::create(&path)?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, "[]\n");
+    /// assert!(matches!(JsonFileKeyStore::create(&path), Err(Error::Io { .. }))); // exists
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_owned();
         let bytes = serialize_store(&[]);
@@ -320,6 +603,26 @@ impl JsonFileKeyStore {
     /// # Errors
     ///
     /// As [`open`](Self::open) and [`create`](Self::create).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::JsonFileKeyStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-ooc-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("keys.json");
+    /// JsonFileKeyStore::open_or_create(&path)?; // creates `[]`
+    /// JsonFileKeyStore::open_or_create(&path)?; // opens it
+    /// std::fs::write(&path, "")?;
+    /// let empty = JsonFileKeyStore::open_or_create(&path);
+    /// assert!(matches!(empty, Err(Error::CorruptKeyStore { .. }))); // never taken for `[]`
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
     pub fn open_or_create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         match Self::open(path) {
@@ -348,6 +651,21 @@ impl JsonFileKeyStore {
     }
 
     /// The file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::JsonFileKeyStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-path-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let store = JsonFileKeyStore::create(dir.join("keys.json"))?;
+    /// assert_eq!(store.path(), dir.join("keys.json"));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -357,6 +675,34 @@ impl JsonFileKeyStore {
     /// # Errors
     ///
     /// As [`open`](Self::open); on error the keys loaded before are kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::Error;
+    /// use always_encrypted::keys::{ClientEncryptionKeyResource, JsonFileKeyStore, KeyStore};
+    /// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+    /// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+    /// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+    /// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+    /// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("ae-doc-reload-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("keys.json");
+    /// let mine = JsonFileKeyStore::create(&path)?;
+    /// JsonFileKeyStore::open(&path)?.create(cek("cek1")?).await?; // another writer
+    /// let refused = mine.create(cek("cek2")?).await;
+    /// assert!(matches!(refused, Err(Error::KeyStoreConflict { .. })));
+    /// mine.reload()?;
+    /// mine.create(cek("cek2")?).await?;
+    /// assert_eq!(mine.list().await?.len(), 2);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
     pub fn reload(&self) -> Result<()> {
         let mut state = lock(&self.state);
         let bytes = self.read_file()?;
@@ -517,6 +863,21 @@ fn serialize_store(keys: &[ClientEncryptionKeyResource]) -> Vec<u8> {
 ///
 /// [`Error::InvalidKeyResource`] naming the position and key id of the first bad element,
 /// or saying the text is not a JSON array.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// use always_encrypted::keys::parse_key_array;
+///
+/// let json = br#"[{"id": "cek1", "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256",
+///     "keyWrapMetadata": {"type": "AZURE_KEY_VAULT", "name": "kek1",
+///         "value": "https://v.vault.azure.net/keys/kek1/1", "algorithm": "RSA-OAEP"},
+///     "wrappedDataEncryptionKey": "AAEC"}]"#;
+/// assert_eq!(parse_key_array(json)?[0].id(), "cek1");
+/// assert!(matches!(parse_key_array(b"{}"), Err(Error::InvalidKeyResource { .. })));
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 pub fn parse_key_array(json: &[u8]) -> Result<Vec<ClientEncryptionKeyResource>> {
     let value: serde_json::Value =
         serde_json::from_slice(json).map_err(|e| Error::InvalidKeyResource {
@@ -586,7 +947,26 @@ impl Drop for LockFile {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] naming the file or directory and the step that failed.
+/// [`Error::Io`] naming the file or directory and the step that failed;
+/// [`Error::Random`] when the OS random number generator (used to name the temporary
+/// file) fails.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::atomic_write;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("ae-doc-atomic-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("policy.json");
+/// atomic_write(&path, b"{}")?;
+/// atomic_write(&path, br#"{"policyFormatVersion": 2}"#)?;
+/// assert_eq!(std::fs::read_to_string(&path)?, r#"{"policyFormatVersion": 2}"#);
+/// assert_eq!(std::fs::read_dir(&dir)?.count(), 1); // no temporary file left behind
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_inner(path, bytes, None)
 }
@@ -697,6 +1077,28 @@ fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
 /// # Errors
 ///
 /// [`Error::KeyNotFound`] when a named key is not in the store; store errors.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, export_keys};
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> always_encrypted::Result<()> {
+/// let store = InMemoryKeyStore::with_keys([cek("a")?, cek("b")?, cek("c")?])?;
+/// assert_eq!(export_keys(&store, None).await?.len(), 3);
+/// let some = export_keys(&store, Some(&["c", "a"])).await?;
+/// assert_eq!(some.iter().map(|k| k.id()).collect::<Vec<_>>(), ["c", "a"]);
+/// let missing = export_keys(&store, Some(&["x"])).await;
+/// assert!(matches!(missing, Err(Error::KeyNotFound { .. })));
+/// # Ok(()) }
+/// ```
 pub async fn export_keys(
     store: &dyn KeyStore,
     ids: Option<&[&str]>,
@@ -721,12 +1123,54 @@ pub async fn export_keys(
 /// # Errors
 ///
 /// As [`export_keys`].
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore};
+/// use always_encrypted::keys::{export_json, import_keys, parse_key_array};
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> always_encrypted::Result<()> {
+/// let source = InMemoryKeyStore::with_keys([cek("cek1")?])?;
+/// let json = export_json(&source, None).await?;
+/// assert!(json.starts_with("[\n  {\n    \"id\": \"cek1\","));
+/// // ... and into another store (another account):
+/// let target = InMemoryKeyStore::new();
+/// import_keys(&target, parse_key_array(json.as_bytes())?).await?;
+/// # Ok(()) }
+/// ```
 pub async fn export_json(store: &dyn KeyStore, ids: Option<&[&str]>) -> Result<String> {
     let keys = export_keys(store, ids).await?;
     Ok(String::from_utf8_lossy(&serialize_store(&keys)).into_owned())
 }
 
 /// What [`import_keys`] did.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, ImportReport, InMemoryKeyStore};
+/// use always_encrypted::keys::import_keys;
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> always_encrypted::Result<()> {
+/// let store = InMemoryKeyStore::with_keys([cek("a")?])?;
+/// let report: ImportReport = import_keys(&store, vec![cek("a")?, cek("b")?]).await?;
+/// assert_eq!(report.created, ["b"]);
+/// assert_eq!(report.unchanged, ["a"]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportReport {
@@ -745,6 +1189,31 @@ pub struct ImportReport {
 ///
 /// [`Error::KeyAlreadyExists`] when the store (or `keys` itself) holds a different key with
 /// the same id; store errors.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::Error;
+/// use always_encrypted::keys::{ClientEncryptionKeyResource, InMemoryKeyStore, KeyStore};
+/// use always_encrypted::keys::import_keys;
+/// # fn cek(id: &str) -> always_encrypted::Result<ClientEncryptionKeyResource> {
+/// #     use always_encrypted::{cipher::Algorithm::AeadAes256CbcHmacSha256 as Cbc, keys::*};
+/// #     let url = "https://myvault.vault.azure.net/keys/kek1/1";
+/// #     let kek = KeyWrapMetadata::azure_key_vault("kek1", url, KeyWrapAlgorithm::RsaOaep);
+/// #     ClientEncryptionKeyResource::new(id, Cbc, kek, vec![1; 256])
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> always_encrypted::Result<()> {
+/// let store = InMemoryKeyStore::with_keys([cek("a")?])?;
+/// // Importing the same key again is harmless.
+/// assert_eq!(import_keys(&store, vec![cek("a")?]).await?.unchanged, ["a"]);
+/// // Another key under an existing id is refused, and nothing is imported.
+/// let other_a = cek("a")?.with_wrapping(cek("a")?.key_wrap_metadata().clone(), vec![2; 256]);
+/// let refused = import_keys(&store, vec![cek("b")?, other_a]).await;
+/// assert!(matches!(refused, Err(Error::KeyAlreadyExists { key_id }) if key_id == "a"));
+/// assert!(store.read("b").await?.is_none());
+/// # Ok(()) }
+/// ```
 pub async fn import_keys(
     store: &dyn KeyStore,
     keys: Vec<ClientEncryptionKeyResource>,

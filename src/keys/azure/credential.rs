@@ -32,6 +32,21 @@ use super::errors::{error_text, is_transient};
 ///    (`azd auth token`).
 ///
 /// The first step that returns a token is used from then on.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::{AzureKeyVaultProvider, DefaultCredentialOptions};
+///
+/// // On a build agent: the service principal only, no IMDS probe, no `az`.
+/// let mut chain = DefaultCredentialOptions::default();
+/// chain.workload_identity = false;
+/// chain.managed_identity = false;
+/// chain.developer_tools = false;
+/// let kv = AzureKeyVaultProvider::with_credential_chain(&chain, None)?; // no request yet
+/// assert_eq!(kv.client_count(), 0);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct DefaultCredentialOptions {
@@ -68,6 +83,25 @@ impl Default for DefaultCredentialOptions {
 /// tokens or secrets). Build the default chain with
 /// [`AzureKeyVaultProvider::with_default_credential`](super::AzureKeyVaultProvider::with_default_credential)
 /// or [`CredentialChain::from_environment`], or any chain with [`CredentialChain::new`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use always_encrypted::azure_core::credentials::TokenCredential;
+/// use always_encrypted::keys::CredentialChain;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let pipeline_token: Arc<dyn TokenCredential> = fake_key_vault::FakeCredential::new();
+/// let empty = CredentialChain::new([]);
+/// let e = empty.get_token(&["https://vault.azure.net/.default"], None).await.unwrap_err();
+/// assert!(e.to_string().contains("the credential chain is empty"));
+///
+/// let chain = CredentialChain::new([("pipeline".to_owned(), pipeline_token)]);
+/// chain.get_token(&["https://vault.azure.net/.default"], None).await?;
+/// assert_eq!(chain.selected_source(), Some("pipeline"));
+/// # Ok(()) }
+/// ```
 pub struct CredentialChain {
     sources: Vec<(String, Arc<dyn TokenCredential>)>,
     selected: AtomicUsize,
@@ -77,6 +111,23 @@ const NONE_SELECTED: usize = usize::MAX;
 
 impl CredentialChain {
     /// A chain of named sources, tried in the order given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::azure_core::credentials::TokenCredential;
+    /// use always_encrypted::keys::{AzureKeyVaultProvider, CredentialChain};
+    /// # let mine: Arc<dyn TokenCredential> = fake_key_vault::FakeCredential::new();
+    /// # let fallback: Arc<dyn TokenCredential> = fake_key_vault::FakeCredential::new();
+    /// let chain = CredentialChain::new([
+    ///     ("my credential".to_owned(), mine),
+    ///     ("fallback".to_owned(), fallback),
+    /// ]);
+    /// assert_eq!(chain.source_names(), ["my credential", "fallback"]);
+    /// let kv = AzureKeyVaultProvider::new(Arc::new(chain), None)?;
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(
         sources: impl IntoIterator<Item = (String, Arc<dyn TokenCredential>)>,
     ) -> CredentialChain {
@@ -98,6 +149,32 @@ impl CredentialChain {
     ///
     /// [`Error::KeyProviderConfig`](crate::Error::KeyProviderConfig) when the HTTP client
     /// cannot be built (for example an unreadable `SSL_CERT_FILE`).
+    ///
+    /// # Examples
+    ///
+    /// Building the chain reads the environment but sends nothing; the first token request
+    /// does.
+    ///
+    /// ```
+    /// use always_encrypted::keys::{AzureKeyVaultOptions, CredentialChain};
+    /// use always_encrypted::keys::DefaultCredentialOptions;
+    ///
+    /// let transport = AzureKeyVaultOptions::default().transport()?;
+    /// let options = DefaultCredentialOptions::default();
+    /// let chain = CredentialChain::from_environment(&options, Some(transport))?;
+    /// assert_eq!(
+    ///     chain.source_names(),
+    ///     [
+    ///         "service principal (environment)",
+    ///         "workload identity",
+    ///         "managed identity",
+    ///         "Azure CLI",
+    ///         "Azure Developer CLI",
+    ///     ]
+    /// );
+    /// assert_eq!(chain.selected_source(), None);
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn from_environment(
         options: &DefaultCredentialOptions,
         transport: Option<Transport>,
@@ -119,11 +196,38 @@ impl CredentialChain {
     }
 
     /// The names of the sources, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{CredentialChain, DefaultCredentialOptions};
+    ///
+    /// let chain = CredentialChain::from_environment(&DefaultCredentialOptions::default(), None)?;
+    /// assert_eq!(chain.source_names().first(), Some(&"service principal (environment)"));
+    /// assert_eq!(CredentialChain::new([]).source_names(), Vec::<&str>::new());
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn source_names(&self) -> Vec<&str> {
         self.sources.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     /// The name of the source in use, once one has returned a token.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::azure_core::credentials::TokenCredential;
+    /// use always_encrypted::keys::CredentialChain;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let ci: Arc<dyn TokenCredential> = fake_key_vault::FakeCredential::new();
+    /// let chain = CredentialChain::new([("ci".to_owned(), ci)]);
+    /// assert_eq!(chain.selected_source(), None); // nothing asked yet
+    /// chain.get_token(&["https://vault.azure.net/.default"], None).await?;
+    /// assert_eq!(chain.selected_source(), Some("ci"));
+    /// # Ok(()) }
+    /// ```
     pub fn selected_source(&self) -> Option<&str> {
         let i = self.selected.load(Ordering::Acquire);
         self.sources.get(i).map(|(n, _)| n.as_str())

@@ -45,6 +45,22 @@ pub use url::KeyVaultKeyUrl;
 /// [`extra_root_certificates`](Self::extra_root_certificates). On Linux the platform's roots
 /// are found the way OpenSSL finds them, so there, as with OpenSSL, a set `SSL_CERT_FILE` or
 /// `SSL_CERT_DIR` replaces the default bundle.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use always_encrypted::keys::{AzureKeyVaultOptions, AzureKeyVaultProvider, CredentialChain};
+///
+/// let mut options = AzureKeyVaultOptions::default();
+/// options.request_timeout = Duration::from_secs(10);
+/// options.api_version = Some("7.5".into());
+/// # let credential = Arc::new(CredentialChain::new([]));
+/// let kv = AzureKeyVaultProvider::new(credential, Some(options))?;
+/// assert_eq!(kv.client_count(), 0);
+/// # Ok::<(), always_encrypted::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Clone)]
 pub struct AzureKeyVaultOptions {
@@ -109,6 +125,23 @@ impl AzureKeyVaultOptions {
     ///
     /// [`Error::KeyProviderConfig`] when `SSL_CERT_FILE` is set but cannot be read or holds
     /// no certificate, or when no trusted root can be loaded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{AzureKeyVaultOptions, AzureKeyVaultProvider};
+    /// use always_encrypted::keys::{CredentialChain, DefaultCredentialOptions};
+    ///
+    /// // One connection pool for the credential chain and the vault clients.
+    /// let mut options = AzureKeyVaultOptions::default();
+    /// options.custom_transport = Some(options.transport()?);
+    /// let transport = options.transport()?; // the custom one, shared
+    /// let chain = DefaultCredentialOptions::default();
+    /// let chain = CredentialChain::from_environment(&chain, Some(transport))?;
+    /// let kv = AzureKeyVaultProvider::new(Arc::new(chain), Some(options))?;
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn transport(&self) -> Result<Transport> {
         if let Some(t) = &self.custom_transport {
             return Ok(t.clone());
@@ -149,6 +182,8 @@ fn config_error(reason: String) -> Error {
 /// RBAC role *Key Vault Crypto User* has them; with access policies, grant those three key
 /// permissions).
 ///
+/// # Examples
+///
 /// ```rust,no_run
 /// use always_encrypted::keys::{
 ///     AzureKeyVaultProvider, DataEncryptionKey, KeyEncryptionKeyProvider, KeyWrapAlgorithm,
@@ -188,6 +223,14 @@ impl fmt::Debug for AzureKeyVaultProvider {
 
 impl AzureKeyVaultProvider {
     /// The provider type written to `keyWrapMetadata.type`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{AZURE_KEY_VAULT, AzureKeyVaultProvider};
+    ///
+    /// assert_eq!(AzureKeyVaultProvider::PROVIDER_TYPE, AZURE_KEY_VAULT);
+    /// ```
     pub const PROVIDER_TYPE: &'static str = "AZURE_KEY_VAULT";
 
     /// A provider that authenticates with `credential` (any `TokenCredential`: one from
@@ -197,6 +240,19 @@ impl AzureKeyVaultProvider {
     ///
     /// [`Error::KeyProviderConfig`] when the HTTP client cannot be built (see
     /// [`AzureKeyVaultOptions::transport`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::azure_core::credentials::TokenCredential;
+    /// use always_encrypted::keys::{AzureKeyVaultProvider, KeyEncryptionKeyProvider};
+    /// # let credential: Arc<dyn TokenCredential> = fake_key_vault::FakeCredential::new();
+    /// // `credential`: e.g. an `azure_identity` credential of your choice.
+    /// let kv = AzureKeyVaultProvider::new(credential, None)?;
+    /// assert_eq!(kv.provider_type(), "AZURE_KEY_VAULT");
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn new(
         credential: Arc<dyn TokenCredential>,
         options: Option<AzureKeyVaultOptions>,
@@ -215,6 +271,20 @@ impl AzureKeyVaultProvider {
     /// # Errors
     ///
     /// [`Error::KeyProviderConfig`] when the HTTP client cannot be built.
+    ///
+    /// # Examples
+    ///
+    /// Making the provider sends nothing (the chain's sources are only set up); the first
+    /// wrap or unwrap asks them for a token.
+    ///
+    /// ```
+    /// use always_encrypted::keys::AzureKeyVaultProvider;
+    ///
+    /// let kv = AzureKeyVaultProvider::with_default_credential(None)?;
+    /// assert_eq!(kv.client_count(), 0);
+    /// assert!(format!("{kv:?}").contains(r#""managed identity", "Azure CLI""#));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn with_default_credential(
         options: Option<AzureKeyVaultOptions>,
     ) -> Result<AzureKeyVaultProvider> {
@@ -226,6 +296,19 @@ impl AzureKeyVaultProvider {
     /// # Errors
     ///
     /// [`Error::KeyProviderConfig`] when the HTTP client cannot be built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{AzureKeyVaultProvider, DefaultCredentialOptions};
+    ///
+    /// // A workstation: skip managed identity (and its IMDS probe).
+    /// let mut chain = DefaultCredentialOptions::default();
+    /// chain.managed_identity = false;
+    /// let kv = AzureKeyVaultProvider::with_credential_chain(&chain, None)?;
+    /// assert_eq!(kv.client_count(), 0); // no vault contacted yet
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
     pub fn with_credential_chain(
         chain: &DefaultCredentialOptions,
         options: Option<AzureKeyVaultOptions>,
@@ -264,6 +347,29 @@ impl AzureKeyVaultProvider {
     }
 
     /// How many vault clients the provider holds (one per vault it has talked to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{AzureKeyVaultOptions, AzureKeyVaultProvider};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let vault = fake_key_vault::FakeKeyVault::start("myvault.vault.azure.net").await;
+    /// # let pem = include_str!("../../../cli/src/demo-kek.pem");
+    /// # vault.add_key("kek1", "0123456789abcdef", fake_key_vault::rsa_key_from_pkcs8_pem(pem));
+    /// # let mut options = AzureKeyVaultOptions::default();
+    /// # options.extra_root_certificates = vec![vault.ca_certificate_der()];
+    /// # options.resolve = vec![(vault.host().to_owned(), vault.addr())];
+    /// # let credential = fake_key_vault::FakeCredential::new();
+    /// # let kv = AzureKeyVaultProvider::new(credential, Some(options))?;
+    /// // Here the vault is a local fake: https://myvault.vault.azure.net:<port>/keys/kek1
+    /// # let url = vault.key_url("kek1", None);
+    /// assert_eq!(kv.client_count(), 0);
+    /// kv.resolve_key(&url).await?;
+    /// kv.resolve_key(&url).await?;
+    /// assert_eq!(kv.client_count(), 1); // one per vault, reused
+    /// # Ok(()) }
+    /// ```
     pub fn client_count(&self) -> usize {
         self.clients.read().map(|m| m.len()).unwrap_or(0)
     }
@@ -314,6 +420,31 @@ impl AzureKeyVaultProvider {
     ///
     /// A [`KeyProviderError`]: `InvalidInput` for a bad URL or an unsuitable key,
     /// `KeyDisabled`, and the kinds of any Key Vault failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{AzureKeyVaultOptions, AzureKeyVaultProvider};
+    /// use always_encrypted::keys::KeyProviderErrorKind;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let vault = fake_key_vault::FakeKeyVault::start("myvault.vault.azure.net").await;
+    /// # let pem = include_str!("../../../cli/src/demo-kek.pem");
+    /// # vault.add_key("kek1", "0123456789abcdef", fake_key_vault::rsa_key_from_pkcs8_pem(pem));
+    /// # let mut options = AzureKeyVaultOptions::default();
+    /// # options.extra_root_certificates = vec![vault.ca_certificate_der()];
+    /// # options.resolve = vec![(vault.host().to_owned(), vault.addr())];
+    /// # let credential = fake_key_vault::FakeCredential::new();
+    /// # let kv = AzureKeyVaultProvider::new(credential, Some(options))?;
+    /// // Here the vault is a local fake: https://myvault.vault.azure.net:<port>/keys/kek1
+    /// # let url = vault.key_url("kek1", None);
+    /// let current = kv.resolve_key(&url).await?;
+    /// assert_eq!(current.name(), "kek1");
+    /// assert_eq!(current.version(), Some("0123456789abcdef"));
+    /// let missing = kv.resolve_key(&vault.key_url("nope", None)).await.unwrap_err();
+    /// assert_eq!(missing.kind(), KeyProviderErrorKind::KeyNotFound);
+    /// # Ok(()) }
+    /// ```
     pub async fn resolve_key(
         &self,
         kek_url: &str,

@@ -14,6 +14,18 @@ use crate::keys::{KeyProviderError, KeyProviderErrorKind};
 /// password, no query or fragment, nothing after the version, a key name of letters, digits
 /// and `-` (1 to 127 characters, as Key Vault allows) and a version of letters and digits.
 /// So a key URL can never inject a path or query into the requests built from it.
+///
+/// # Examples
+///
+/// ```
+/// use always_encrypted::keys::KeyVaultKeyUrl;
+///
+/// let url: KeyVaultKeyUrl = "https://MyVault.vault.azure.net/keys/kek1/0123abcd".parse()?;
+/// assert_eq!(url.vault_url(), "https://myvault.vault.azure.net");
+/// assert_eq!((url.name(), url.version()), ("kek1", Some("0123abcd")));
+/// assert_eq!(url.to_string(), "https://myvault.vault.azure.net/keys/kek1/0123abcd");
+/// # Ok::<(), always_encrypted::keys::KeyProviderError>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KeyVaultKeyUrl {
     vault_url: String,
@@ -28,6 +40,26 @@ impl KeyVaultKeyUrl {
     ///
     /// A [`KeyProviderError`] of kind [`KeyProviderErrorKind::InvalidInput`] that says what is
     /// wrong (the URL in it has any user name or password removed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::{KeyProviderErrorKind, KeyVaultKeyUrl};
+    ///
+    /// let url = KeyVaultKeyUrl::parse("https://myvault.vault.azure.net/keys/kek1")?;
+    /// assert_eq!(url.version(), None);
+    /// for bad in [
+    ///     "http://myvault.vault.azure.net/keys/kek1",        // not https
+    ///     "https://myvault.vault.azure.net/secrets/kek1",    // not a key
+    ///     "https://myvault.vault.azure.net/keys/kek1?x=1",   // a query
+    ///     "https://me:pw@myvault.vault.azure.net/keys/kek1", // credentials
+    /// ] {
+    ///     let e = KeyVaultKeyUrl::parse(bad).unwrap_err();
+    ///     assert_eq!(e.kind(), KeyProviderErrorKind::InvalidInput);
+    ///     assert!(!e.to_string().contains("pw@"));
+    /// }
+    /// # Ok::<(), always_encrypted::keys::KeyProviderError>(())
+    /// ```
     pub fn parse(url: &str) -> Result<KeyVaultKeyUrl, KeyProviderError> {
         let invalid = |why: &str| {
             KeyProviderError::new(
@@ -96,21 +128,66 @@ impl KeyVaultKeyUrl {
     }
 
     /// The vault: `https://<host>[:<port>]` (default port left out, host in lower case).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::KeyVaultKeyUrl;
+    ///
+    /// let url = KeyVaultKeyUrl::parse("https://MYVAULT.vault.azure.net:443/keys/kek1")?;
+    /// assert_eq!(url.vault_url(), "https://myvault.vault.azure.net");
+    /// let hsm = KeyVaultKeyUrl::parse("https://myhsm.managedhsm.azure.net:8443/keys/k")?;
+    /// assert_eq!(hsm.vault_url(), "https://myhsm.managedhsm.azure.net:8443");
+    /// # Ok::<(), always_encrypted::keys::KeyProviderError>(())
+    /// ```
     pub fn vault_url(&self) -> &str {
         &self.vault_url
     }
 
     /// The key name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::KeyVaultKeyUrl;
+    ///
+    /// let url = KeyVaultKeyUrl::parse("https://myvault.vault.azure.net/keys/cosmos-kek/1")?;
+    /// assert_eq!(url.name(), "cosmos-kek");
+    /// # Ok::<(), always_encrypted::keys::KeyProviderError>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The key version, if the URL names one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::KeyVaultKeyUrl;
+    ///
+    /// let versioned = KeyVaultKeyUrl::parse("https://myvault.vault.azure.net/keys/kek1/abc123")?;
+    /// assert_eq!(versioned.version(), Some("abc123"));
+    /// let current = KeyVaultKeyUrl::parse("https://myvault.vault.azure.net/keys/kek1/")?;
+    /// assert_eq!(current.version(), None);
+    /// # Ok::<(), always_encrypted::keys::KeyProviderError>(())
+    /// ```
     pub fn version(&self) -> Option<&str> {
         self.version.as_deref()
     }
 
     /// The same key at `version`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::keys::KeyVaultKeyUrl;
+    ///
+    /// let url = KeyVaultKeyUrl::parse("https://myvault.vault.azure.net/keys/kek1")?;
+    /// let v2 = url.with_version("0002");
+    /// assert_eq!(v2.to_string(), "https://myvault.vault.azure.net/keys/kek1/0002");
+    /// # Ok::<(), always_encrypted::keys::KeyProviderError>(())
+    /// ```
     #[must_use]
     pub fn with_version(&self, version: &str) -> KeyVaultKeyUrl {
         KeyVaultKeyUrl {
