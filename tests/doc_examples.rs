@@ -4,7 +4,7 @@
 //!
 //! It reads `src/` as text: an item is a line declaring a `pub` function, struct, enum,
 //! trait, type alias or constant (not `pub(crate)`, not inside a `#[cfg(test)]` module,
-//! not in the hidden `fuzzing` module); its docs are the `///` lines above it (attributes
+//! not `#[doc(hidden)]`, not in the hidden `fuzzing` module); its docs are the `///` lines above it (attributes
 //! in between are skipped). The docs must hold a code block, and a function whose
 //! signature mentions `Result` must have a `# Errors` section.
 
@@ -75,6 +75,15 @@ fn docs_above(lines: &[&str], i: usize) -> String {
     docs.join("\n")
 }
 
+/// Whether the attributes directly above line `i` include `#[doc(hidden)]`.
+fn hidden(lines: &[&str], i: usize) -> bool {
+    lines[..i]
+        .iter()
+        .rev()
+        .take_while(|l| l.trim_start().starts_with("#["))
+        .any(|l| l.contains("#[doc(hidden)]"))
+}
+
 /// The signature of the function declared on line `i`: up to its body or `;`.
 fn signature(lines: &[&str], i: usize) -> String {
     let mut sig = String::new();
@@ -114,6 +123,9 @@ fn every_public_item_has_an_example_and_errors_where_it_can_fail() {
             let Some((kind, name)) = public_item(line) else {
                 continue;
             };
+            if hidden(&lines, i) {
+                continue; // #[doc(hidden)]: not part of the documented API
+            }
             items += 1;
             let docs = docs_above(&lines, i);
             let at = format!("{shown}:{} `{name}`", i + 1);
@@ -173,4 +185,9 @@ fn the_scan_sees_items_docs_and_attributes() {
     );
     assert!(signature(&src, 9).contains("Result<"));
     assert!(docs_above(&["let x = 1;", "pub fn g() {}"], 1).is_empty());
+    assert!(hidden(
+        &["/// x", "#[doc(hidden)]", "#[inline]", "pub fn h() {}"],
+        3
+    ));
+    assert!(!hidden(&["#[doc(hidden)]", "/// x", "pub fn h() {}"], 2));
 }
