@@ -228,7 +228,7 @@ pub(crate) fn redact_url(url: &str) -> String {
     {
         let _ = u.set_username("");
         let _ = u.set_password(None);
-        return u.to_string();
+        return u.as_str().chars().take(300).collect();
     }
     if url.contains('@') {
         // Not parseable but possibly holding credentials: say nothing of it.
@@ -297,5 +297,15 @@ mod tests {
         );
         assert_eq!(redact_url("ht!tp://a:secret@x"), "<unparseable URL>");
         assert_eq!(redact_url("https://v/keys/k"), "https://v/keys/k");
+        // Capped at 300 characters, with or without credentials to remove.
+        let long = format!("https://v.vault.azure.net/keys/{}", "k".repeat(400));
+        assert_eq!(redact_url(&long).chars().count(), 300);
+        let long = format!(
+            "https://u:secret@v.vault.azure.net/keys/{}",
+            "k".repeat(400)
+        );
+        let shown = redact_url(&long);
+        assert_eq!(shown.chars().count(), 300);
+        assert!(!shown.contains("secret") && shown.starts_with("https://v.vault"));
     }
 }
