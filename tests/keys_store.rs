@@ -388,3 +388,20 @@ fn parse_key_array_names_the_bad_element() {
     let s = e.to_string();
     assert!(s.contains("'broken'") && s.contains("element 1"), "{s}");
 }
+
+/// A store opened by one process sees keys another process added since: `read` and
+/// `list` both look at the file as it is now.
+#[tokio::test]
+async fn a_file_store_lists_keys_another_writer_added() {
+    let dir = TempDir::new("store-other-writer");
+    let path = dir.join("keys.json");
+    let mine = JsonFileKeyStore::create(&path).unwrap();
+    mine.create(cek("a", 1)).await.unwrap();
+    let other = JsonFileKeyStore::open(&path).unwrap();
+    other.create(cek("b", 2)).await.unwrap();
+    assert_eq!(ids(&mine.list().await.unwrap()), ["a", "b"]);
+    assert_eq!(mine.read("b").await.unwrap(), Some(cek("b", 2)));
+    // And a change of mine after that is still checked against the file.
+    mine.create(cek("c", 3)).await.unwrap();
+    assert_eq!(ids(&other.list().await.unwrap()), ["a", "b", "c"]);
+}

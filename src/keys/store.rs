@@ -781,6 +781,20 @@ impl fmt::Debug for JsonFileKeyStore {
     }
 }
 
+impl JsonFileKeyStore {
+    /// The state, re-read from the file first if the file changed since it was loaded.
+    fn refreshed(&self) -> Result<MutexGuard<'_, FileState>> {
+        let mut state = lock(&self.state);
+        let bytes = self.read_file()?;
+        let now = digest(&bytes);
+        if now != state.digest {
+            let keys = parse_store(&self.path, &bytes)?;
+            *state = FileState { keys, digest: now };
+        }
+        Ok(state)
+    }
+}
+
 #[async_trait::async_trait]
 impl KeyStore for JsonFileKeyStore {
     async fn read(&self, key_id: &str) -> Result<Option<ClientEncryptionKeyResource>> {
@@ -788,20 +802,13 @@ impl KeyStore for JsonFileKeyStore {
             return Ok(Some(k.clone()));
         }
         // Not loaded: another process may have added it since.
-        let mut state = lock(&self.state);
-        let bytes = self.read_file()?;
-        if digest(&bytes) != state.digest {
-            let keys = parse_store(&self.path, &bytes)?;
-            *state = FileState {
-                keys,
-                digest: digest(&bytes),
-            };
-        }
+        let state = self.refreshed()?;
         Ok(state.keys.iter().find(|k| k.id() == key_id).cloned())
     }
 
     async fn list(&self) -> Result<Vec<ClientEncryptionKeyResource>> {
-        Ok(lock(&self.state).keys.clone())
+        // The file as it is now: another process may have changed it since it was opened.
+        Ok(self.refreshed()?.keys.clone())
     }
 
     async fn create(&self, key: ClientEncryptionKeyResource) -> Result<()> {
