@@ -430,8 +430,8 @@ impl KeyStore for InMemoryKeyStore {
 /// (the format [`export_json`] writes and `ae` reads).
 ///
 /// - Reads are served from the keys loaded when the store was opened; a read of an id that
-///   is not there looks at the file again, so keys other processes added are found.
-///   [`reload`](Self::reload) re-reads it explicitly.
+///   is not there, and every `list`, look at the file again, so keys other processes
+///   added are found. [`reload`](Self::reload) re-reads it explicitly.
 /// - Every change is one atomic write ([`atomic_write`]: a temporary file in the same
 ///   directory, fsync, rename over the file, fsync of the directory), under an advisory
 ///   lock on `<file>.lock` (which is left in place: removing it would race).
