@@ -122,8 +122,10 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     async fn create(&self, key: ClientEncryptionKeyResource) -> Result<()>;
 
     /// Adds several new keys, all or none: when any id already exists (or appears twice),
-    /// nothing is added. The default adds them one by one after checking; stores override
-    /// it to write once.
+    /// nothing is added. The default checks, then adds them one by one, and when an add
+    /// fails it deletes the keys it added before returning the error (best effort: a
+    /// failure of that clean-up, or a crash in between, can leave some of them); stores
+    /// that can write several keys at once override it.
     ///
     /// # Errors
     ///
@@ -159,8 +161,22 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
                 });
             }
         }
+        let mut added: Vec<String> = Vec::with_capacity(keys.len());
         for k in keys {
-            self.create(k).await?;
+            let id = k.id().to_owned();
+            if let Err(e) = self.create(k).await {
+                for id in added.iter().rev() {
+                    if let Err(cleanup) = self.delete(id).await {
+                        tracing::warn!(
+                            key_id = id.as_str(),
+                            error = %cleanup,
+                            "create_all: could not remove a key added before the failure"
+                        );
+                    }
+                }
+                return Err(e);
+            }
+            added.push(id);
         }
         Ok(())
     }
@@ -1262,6 +1278,63 @@ mod tests {
     use super::*;
     use crate::cipher::Algorithm;
     use crate::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
+
+    /// A store that keeps the trait's default `create_all` and fails to create `bad`.
+    #[derive(Debug)]
+    struct FailsOn(InMemoryKeyStore);
+
+    #[async_trait::async_trait]
+    impl KeyStore for FailsOn {
+        async fn read(&self, key_id: &str) -> Result<Option<ClientEncryptionKeyResource>> {
+            self.0.read(key_id).await
+        }
+        async fn list(&self) -> Result<Vec<ClientEncryptionKeyResource>> {
+            self.0.list().await
+        }
+        async fn create(&self, key: ClientEncryptionKeyResource) -> Result<()> {
+            if key.id() == "bad" {
+                return Err(Error::KeyStoreConflict {
+                    store: "test".into(),
+                    key_id: "bad".into(),
+                    reason: "injected".into(),
+                });
+            }
+            self.0.create(key).await
+        }
+        async fn replace(
+            &self,
+            expected: &ClientEncryptionKeyResource,
+            new: ClientEncryptionKeyResource,
+        ) -> Result<()> {
+            self.0.replace(expected, new).await
+        }
+        async fn delete(&self, key_id: &str) -> Result<()> {
+            self.0.delete(key_id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_create_all_removes_what_it_added_when_an_add_fails() {
+        let store = FailsOn(InMemoryKeyStore::with_keys([cek("old", 0)]).unwrap());
+        let e = store
+            .create_all(vec![cek("a", 1), cek("b", 2), cek("bad", 3), cek("c", 4)])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::KeyStoreConflict { .. }), "{e}");
+        let left: Vec<String> = store
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.id().to_owned())
+            .collect();
+        assert_eq!(left, ["old"]);
+        store
+            .create_all(vec![cek("a", 1), cek("c", 4)])
+            .await
+            .unwrap();
+        assert_eq!(store.list().await.unwrap().len(), 3);
+    }
 
     fn cek(id: &str, wrapped: u8) -> ClientEncryptionKeyResource {
         ClientEncryptionKeyResource::new(
