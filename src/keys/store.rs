@@ -1279,6 +1279,12 @@ mod tests {
     use crate::cipher::Algorithm;
     use crate::keys::{KeyWrapAlgorithm, KeyWrapMetadata};
 
+    /// The ids of the keys in `store`, in its order.
+    async fn ids(store: &dyn KeyStore) -> Vec<String> {
+        let keys = store.list().await.unwrap();
+        keys.iter().map(|k| k.id().to_owned()).collect()
+    }
+
     /// A store that keeps the trait's default `create_all` and fails to create `bad`.
     #[derive(Debug)]
     struct FailsOn(InMemoryKeyStore);
@@ -1321,14 +1327,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, Error::KeyStoreConflict { .. }), "{e}");
-        let left: Vec<String> = store
-            .list()
-            .await
-            .unwrap()
-            .iter()
-            .map(|k| k.id().to_owned())
-            .collect();
-        assert_eq!(left, ["old"]);
+        assert_eq!(ids(&store).await, ["old"]);
         store
             .create_all(vec![cek("a", 1), cek("c", 4)])
             .await
@@ -1363,14 +1362,7 @@ mod tests {
                 s.create(cek("a", 3)).await,
                 Err(Error::KeyAlreadyExists { .. })
             ));
-            let ids: Vec<_> = s
-                .list()
-                .await
-                .unwrap()
-                .iter()
-                .map(|k| k.id().to_owned())
-                .collect();
-            assert_eq!(ids, ["a", "b"]);
+            assert_eq!(ids(&s).await, ["a", "b"]);
             let a = s.read("a").await.unwrap().unwrap();
             s.replace(&a, cek("a", 9)).await.unwrap();
             // A stale `expected` is refused.
