@@ -520,7 +520,8 @@ impl PreparedPolicy {
     /// [`Error::UnsupportedValue`] for a value that cannot be stored (an integer with no
     /// exact int64 or double, a non-string `/id`); [`Error::KeyUnavailable`] for a present
     /// property whose key is unavailable; [`Error::LimitExceeded`] for a document over a
-    /// limit of [`PrepareOptions`]. Errors name the path.
+    /// limit of [`PrepareOptions`]; [`Error::Random`] if a Randomized value cannot get an
+    /// IV (the operating system's random number generator failed). Errors name the path.
     ///
     /// # Examples
     ///

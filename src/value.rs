@@ -497,7 +497,8 @@ impl Alphabet {
 ///
 /// # Errors
 ///
-/// As [`CbcHmacKey::encrypt`]: none in practice.
+/// As [`CbcHmacKey::encrypt`]: [`Error::Random`] when randomized encryption cannot get
+/// an IV.
 ///
 /// # Examples
 ///

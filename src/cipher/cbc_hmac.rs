@@ -14,7 +14,6 @@ use aes::Aes256;
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
 use hmac::{Hmac, Mac};
-use rand::Rng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
@@ -180,10 +179,10 @@ impl CbcHmacKey {
     ///
     /// # Errors
     ///
-    /// None in practice: the only error is an internal check
-    /// ([`Error::UnsupportedValue`], unreachable). Randomized encryption takes its IV from
-    /// the thread-local CSPRNG, which panics rather than returning an error if the OS
-    /// random number generator fails while seeding it.
+    /// [`Error::Random`] when randomized encryption cannot get an IV: the operating
+    /// system's random number generator failed (checked the first time a thread needs
+    /// one, before the thread-local CSPRNG is seeded from it). Deterministic encryption
+    /// does not fail.
     ///
     /// # Examples
     ///
@@ -208,7 +207,7 @@ impl CbcHmacKey {
     ///
     /// # Errors
     ///
-    /// As [`encrypt`](Self::encrypt) (none in practice). `out` is left as it was on error.
+    /// As [`encrypt`](Self::encrypt). `out` is left as it was on error.
     ///
     /// # Examples
     ///
@@ -237,7 +236,7 @@ impl CbcHmacKey {
                 let full = mac.finalize().into_bytes();
                 iv.copy_from_slice(&full[..IV_LEN]);
             }
-            EncryptionType::Randomized => random_iv(&mut iv),
+            EncryptionType::Randomized => super::fill_random(&mut iv)?,
         }
         let start = out.len();
         let total = Self::ciphertext_len(plaintext.len());
@@ -407,12 +406,6 @@ fn keyed(key: &[u8]) -> HmacSha256 {
         Ok(m) => m,
         Err(_) => unreachable!("HMAC takes keys of any length"),
     }
-}
-
-/// A random IV from the thread-local CSPRNG (ChaCha12, seeded and periodically reseeded
-/// from the OS).
-fn random_iv(iv: &mut [u8; IV_LEN]) {
-    rand::rng().fill_bytes(iv);
 }
 
 impl fmt::Debug for CbcHmacKey {

@@ -10,7 +10,29 @@ pub mod modern;
 pub use cbc_hmac::CbcHmacKey;
 pub use modern::ModernKey;
 
+use std::cell::Cell;
 use std::fmt;
+
+use rand::Rng;
+
+use crate::error::{Error, Result};
+
+/// Fills `buf` from the thread-local CSPRNG (`rand::rng()`: ChaCha12, seeded and
+/// periodically reseeded from the operating system). The first use on each thread first
+/// asks the operating system's generator for a byte, so that a broken generator is an
+/// [`Error::Random`] rather than the panic `rand::rng()` raises when it cannot seed.
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
+    thread_local! {
+        static OS_RNG_WORKS: Cell<bool> = const { Cell::new(false) };
+    }
+    if !OS_RNG_WORKS.get() {
+        let mut probe = [0u8; 1];
+        getrandom::fill(&mut probe).map_err(Error::Random)?;
+        OS_RNG_WORKS.set(true);
+    }
+    rand::rng().fill_bytes(buf);
+    Ok(())
+}
 
 /// Whether equal plaintexts give equal ciphertexts.
 ///

@@ -103,7 +103,6 @@ use aes_gcm::{Aes256Gcm, Nonce as GcmNonce};
 use aes_gcm_siv::Aes256GcmSiv;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use rand::Rng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -347,8 +346,9 @@ impl ModernKey {
     ///
     /// # Errors
     ///
-    /// [`Error::UnsupportedValue`] for a plaintext of 2^32 bytes or more. `out` is
-    /// unchanged on error.
+    /// [`Error::UnsupportedValue`] for a plaintext of 2^32 bytes or more;
+    /// [`Error::Random`] when a randomized key cannot get a nonce (the operating system's
+    /// random number generator failed). `out` is unchanged on error.
     ///
     /// # Examples
     ///
@@ -378,7 +378,7 @@ impl ModernKey {
         };
         let mut nonce = [0u8; NONCE_LEN];
         match &self.cipher {
-            ModeCipher::Randomized(_) => rand::rng().fill_bytes(&mut nonce),
+            ModeCipher::Randomized(_) => super::fill_random(&mut nonce)?,
             ModeCipher::Deterministic { nonce_key, .. } => {
                 nonce = synthetic_nonce(nonce_key, marker, plaintext);
             }
