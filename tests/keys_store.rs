@@ -405,3 +405,34 @@ async fn a_file_store_lists_keys_another_writer_added() {
     mine.create(cek("c", 3)).await.unwrap();
     assert_eq!(ids(&other.list().await.unwrap()), ["a", "b", "c"]);
 }
+
+/// `atomic_write` follows a symbolic link (the link stays) and refuses to replace a
+/// device: renaming over `/dev/null` would make it a regular file.
+#[cfg(unix)]
+#[test]
+fn atomic_write_follows_links_and_refuses_devices() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = TempDir::new("store-atomic-links");
+    let real = dir.join("real.json");
+    let link = dir.join("link.json");
+    std::fs::write(&real, "[]\n").unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    always_encrypted::keys::atomic_write(&link, b"[1]\n").unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "[1]\n");
+
+    let null = std::path::Path::new("/dev/null");
+    let e = always_encrypted::keys::atomic_write(null, b"x").unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+    assert!(
+        std::fs::metadata(null)
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}

@@ -966,11 +966,13 @@ impl Drop for LockFile {
 /// fsync, rename over `path`, fsync of the directory. Readers see the old file or the new
 /// one, never a mix; when anything fails the old file is untouched and the temporary file
 /// is removed. An existing file's permissions are kept; a new file is created readable by
-/// its owner only (on Unix).
+/// its owner only (on Unix). A symbolic link is followed: the file it points to is
+/// replaced and the link kept.
 ///
 /// # Errors
 ///
-/// [`Error::Io`] naming the file or directory and the step that failed;
+/// [`Error::Io`] naming the file or directory and the step that failed, or when `path`
+/// exists and is not a regular file (a directory, a device such as `/dev/null`, a pipe);
 /// [`Error::Random`] when the OS random number generator (used to name the temporary
 /// file) fails.
 ///
@@ -1008,6 +1010,23 @@ fn atomic_write_inner(path: &Path, bytes: &[u8], fail: FailPoint) -> Result<()> 
             source,
         }
     };
+    // Follow a symbolic link, so that the file it points to is replaced and the link kept;
+    // refuse anything but a regular file (renaming over a device or a pipe would replace
+    // it with a regular file).
+    let resolved = std::fs::canonicalize(path).ok();
+    let path = resolved.as_deref().unwrap_or(path);
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        return Err(Error::Io {
+            path: path.to_owned(),
+            action: "writing",
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a directory, device or pipe)",
+            ),
+        });
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
