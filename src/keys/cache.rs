@@ -1097,12 +1097,17 @@ impl Inner {
         });
         let mut replaced = false;
         let mut old = Vec::new();
-        for (i, mut map) in self.write_all().into_iter().enumerate() {
-            let value = if i == 0 {
-                entry.value.clone()
-            } else {
-                entry.value.replicate()
-            };
+        // The copies are made (their cell keys derived) before the locks are taken.
+        let values: Vec<ResolvedKey> = (0..self.replicas.len())
+            .map(|i| {
+                if i == 0 {
+                    entry.value.clone()
+                } else {
+                    entry.value.replicate()
+                }
+            })
+            .collect();
+        for (mut map, value) in self.write_all().into_iter().zip(values) {
             let slot = Slot {
                 entry: Arc::clone(&entry),
                 value,
