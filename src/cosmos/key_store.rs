@@ -156,15 +156,7 @@ impl KeyStore for CosmosKeyStore {
         expected: &ClientEncryptionKeyResource,
         new: ClientEncryptionKeyResource,
     ) -> Result<()> {
-        if new.id() != expected.id() {
-            return Err(Error::InvalidKeyResource {
-                key_id: new.id().to_owned(),
-                reason: format!(
-                    "cannot replace key '{}' with a key of another id",
-                    expected.id()
-                ),
-            });
-        }
+        crate::keys::store::ensure_same_id(expected, new.id())?;
         let id = expected.id().to_owned();
         let conflict = || Error::KeyStoreConflict {
             store: "(Cosmos DB container)".into(),

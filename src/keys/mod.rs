@@ -24,7 +24,7 @@ mod provider;
 mod resolved;
 mod resolver;
 mod resource;
-mod store;
+pub(crate) mod store;
 
 #[cfg(feature = "azure-key-vault")]
 pub use azure::{

@@ -270,15 +270,7 @@ fn apply_replace(
     expected: &ClientEncryptionKeyResource,
     new: ClientEncryptionKeyResource,
 ) -> Result<()> {
-    if new.id() != expected.id() {
-        return Err(Error::InvalidKeyResource {
-            key_id: new.id().to_owned(),
-            reason: format!(
-                "cannot replace key '{}' with a key of another id",
-                expected.id()
-            ),
-        });
-    }
+    ensure_same_id(expected, new.id())?;
     let slot = keys
         .iter_mut()
         .find(|k| k.id() == expected.id())
@@ -847,6 +839,20 @@ impl KeyStore for JsonFileKeyStore {
     async fn delete(&self, key_id: &str) -> Result<()> {
         self.modify(|keys| apply_delete(keys, key_id))
     }
+}
+
+/// The check every store's `replace` makes first: the new key keeps the old key's id.
+pub(crate) fn ensure_same_id(expected: &ClientEncryptionKeyResource, new_id: &str) -> Result<()> {
+    if new_id != expected.id() {
+        return Err(Error::InvalidKeyResource {
+            key_id: new_id.to_owned(),
+            reason: format!(
+                "cannot replace key '{}' with a key of another id",
+                expected.id()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
