@@ -191,3 +191,64 @@ fn the_scan_sees_items_docs_and_attributes() {
     ));
     assert!(!hidden(&["#[doc(hidden)]", "/// x", "pub fn h() {}"], 2));
 }
+
+/// A file name inside a relative `include_str!`/`include_bytes!` on a doc-comment line
+/// (`///` or `//!`), or on any line of a Markdown file included as docs, if there is one.
+fn relative_include(line: &str, markdown: bool) -> Option<&str> {
+    let t = line.trim_start();
+    if !markdown && !t.starts_with("///") && !t.starts_with("//!") {
+        return None;
+    }
+    ["include_str!(\"", "include_bytes!(\""]
+        .iter()
+        .find_map(|m| t.split_once(m).map(|(_, rest)| rest))
+        .and_then(|rest| rest.split('"').next())
+        .filter(|path| !path.starts_with('/'))
+}
+
+/// On edition 2024, rustdoc compiles all doctests as one binary from a file in a temporary
+/// directory, and falls back to compiling each of them on its own (about 2 s each, five
+/// minutes of CI for this crate) if that binary fails to build. A relative
+/// `include_str!("../..")` in an example is what made it fail: such paths resolve from the
+/// temporary directory. Examples use `concat!(env!("CARGO_MANIFEST_DIR"), "/...")`.
+#[test]
+fn doc_examples_include_files_by_absolute_path_so_doctests_merge() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    rust_files(&root.join("src"), &mut files);
+    let mut relative = Vec::new();
+    for file in &files {
+        let markdown = file.extension().is_some_and(|x| x == "md");
+        let text = fs::read_to_string(file).expect("source file");
+        for (i, line) in text.lines().enumerate() {
+            if let Some(path) = relative_include(line, markdown) {
+                relative.push(format!("{}:{}: {path}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        relative.is_empty(),
+        "doc examples that include a file by a relative path (use \
+         concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/...\")):\n{}",
+        relative.join("\n")
+    );
+    assert_eq!(
+        relative_include("/// # let pem = include_str!(\"../../k.pem\");", false),
+        Some("../../k.pem")
+    );
+    assert_eq!(
+        relative_include("    //! include_bytes!(\"data.bin\")", false),
+        Some("data.bin")
+    );
+    assert_eq!(
+        relative_include("let x = include_str!(\"a\");", false),
+        None
+    );
+    assert_eq!(
+        relative_include(
+            "/// include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/k.pem\"))",
+            false
+        ),
+        None
+    );
+}

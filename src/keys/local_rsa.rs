@@ -95,7 +95,7 @@ impl LocalRsaKeyProvider {
     /// use always_encrypted::Error;
     /// use always_encrypted::keys::LocalRsaKeyProvider;
     ///
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// let url = "https://myvault.vault.azure.net/keys/kek1";
     /// let provider = LocalRsaKeyProvider::from_pems([(url, pem)])?;
     /// assert_eq!(provider.urls().collect::<Vec<_>>(), [url]);
@@ -164,7 +164,7 @@ impl LocalRsaKeyProvider {
     /// ```
     /// use always_encrypted::keys::LocalRsaKeyProvider;
     ///
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// let mut provider = LocalRsaKeyProvider::new();
     /// // Registered without a version: also serves `.../keys/kek1/<any version>`.
     /// provider.add_pem("https://myvault.vault.azure.net/keys/kek1", pem)?;
@@ -224,7 +224,7 @@ impl LocalRsaKeyProvider {
     /// ```
     /// use always_encrypted::keys::LocalRsaKeyProvider;
     ///
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// let provider = LocalRsaKeyProvider::from_pems([("https://v/keys/k/", pem)])?;
     /// assert_eq!(provider.urls().collect::<Vec<_>>(), ["https://v/keys/k"]);
     /// # Ok::<(), always_encrypted::Error>(())

@@ -331,7 +331,7 @@ impl fmt::Debug for WrappedKey {
 /// };
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let pem = include_str!("../../cli/src/demo-kek.pem");
+/// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
 /// let url = "https://myvault.vault.azure.net/keys/kek1";
 /// let kek: Arc<dyn KeyEncryptionKeyProvider> =
 ///     Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?);
@@ -378,7 +378,7 @@ pub trait KeyEncryptionKeyProvider: Send + Sync + fmt::Debug {
     /// };
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// let url = "https://myvault.vault.azure.net/keys/kek1";
     /// let provider = LocalRsaKeyProvider::from_pems([(url, pem)])?;
     /// let dek = DataEncryptionKey::generate()?;
@@ -412,7 +412,7 @@ pub trait KeyEncryptionKeyProvider: Send + Sync + fmt::Debug {
     /// };
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// let url = "https://myvault.vault.azure.net/keys/kek1";
     /// let provider = LocalRsaKeyProvider::from_pems([(url, pem)])?;
     /// let dek = DataEncryptionKey::generate()?;

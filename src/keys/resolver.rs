@@ -70,7 +70,7 @@ pub struct KeyResolver {
 /// };
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> always_encrypted::Result<()> {
-/// # let pem = include_str!("../../cli/src/demo-kek.pem");
+/// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
 /// let url = "https://myvault.vault.azure.net/keys/kek1";
 /// let builder: KeyResolverBuilder = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
 ///     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
@@ -130,7 +130,7 @@ impl KeyResolverBuilder {
     /// };
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> always_encrypted::Result<()> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// let url = "https://myvault.vault.azure.net/keys/kek1";
     /// let local = Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?);
     /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
@@ -209,7 +209,7 @@ impl KeyResolver {
     /// use always_encrypted::keys::{InMemoryKeyStore, KeyResolver, LocalRsaKeyProvider};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> always_encrypted::Result<()> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// let url = "https://myvault.vault.azure.net/keys/kek1";
     /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
     ///     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
@@ -263,7 +263,7 @@ impl KeyResolver {
     /// };
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> always_encrypted::Result<()> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// # let url = "https://myvault.vault.azure.net/keys/kek1";
     /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
     /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
@@ -351,7 +351,7 @@ impl KeyResolver {
     /// };
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> always_encrypted::Result<()> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// # let url = "https://myvault.vault.azure.net/keys/kek1";
     /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
     /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
@@ -475,7 +475,7 @@ impl KeyResolver {
     /// };
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> always_encrypted::Result<()> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// # let url = "https://myvault.vault.azure.net/keys/kek1";
     /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
     /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))
@@ -537,7 +537,7 @@ impl KeyResolver {
     /// };
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> always_encrypted::Result<()> {
-    /// # let pem = include_str!("../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// # let url = "https://myvault.vault.azure.net/keys/kek1";
     /// # let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
     /// #     .provider(Arc::new(LocalRsaKeyProvider::from_pems([(url, pem)])?))

@@ -355,7 +355,7 @@ impl AzureKeyVaultProvider {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let vault = fake_key_vault::FakeKeyVault::start("myvault.vault.azure.net").await;
-    /// # let pem = include_str!("../../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// # vault.add_key("kek1", "0123456789abcdef", fake_key_vault::rsa_key_from_pkcs8_pem(pem));
     /// # let mut options = AzureKeyVaultOptions::default();
     /// # options.extra_root_certificates = vec![vault.ca_certificate_der()];
@@ -429,7 +429,7 @@ impl AzureKeyVaultProvider {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let vault = fake_key_vault::FakeKeyVault::start("myvault.vault.azure.net").await;
-    /// # let pem = include_str!("../../../cli/src/demo-kek.pem");
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
     /// # vault.add_key("kek1", "0123456789abcdef", fake_key_vault::rsa_key_from_pkcs8_pem(pem));
     /// # let mut options = AzureKeyVaultOptions::default();
     /// # options.extra_root_certificates = vec![vault.ca_certificate_der()];
