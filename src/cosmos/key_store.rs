@@ -19,7 +19,9 @@ const SYSTEM_PROPERTIES: [&str; 5] = ["_rid", "_self", "_etag", "_ts", "_attachm
 /// the official resource.
 ///
 /// The documents hold wrapped keys only; restrict write access to the container to the
-/// principals that manage keys.
+/// principals that manage keys. [`replace`](KeyStore::replace) is conditional on the
+/// stored document's `_etag` (an If-Match write): a concurrent change fails with
+/// [`Error::KeyStoreConflict`], and so does a document without an `_etag`.
 ///
 /// # Examples
 ///
@@ -100,6 +102,18 @@ fn from_document(doc: Value) -> Result<(ClientEncryptionKeyResource, Option<Stri
     ))
 }
 
+/// Write options that make a replace conditional on `etag`, the `_etag` read with the
+/// document. Without one the write could not be conditional, and a concurrent rewrap
+/// between the read and the write would be lost: that is refused.
+fn if_match(key_id: &str, etag: Option<String>) -> Result<ItemWriteOptions> {
+    let etag = etag.ok_or_else(|| Error::KeyStoreConflict {
+        store: "(Cosmos DB container)".into(),
+        key_id: key_id.to_owned(),
+        reason: "the stored document has no _etag, so it cannot be replaced safely".into(),
+    })?;
+    Ok(ItemWriteOptions::default().with_precondition(Precondition::if_match(etag)))
+}
+
 fn strip_system_properties(obj: &mut Map<String, Value>) {
     for p in SYSTEM_PROPERTIES {
         obj.shift_remove(p);
@@ -174,10 +188,7 @@ impl KeyStore for CosmosKeyStore {
         if let Value::Object(obj) = &mut doc {
             strip_system_properties(obj);
         }
-        let mut options = ItemWriteOptions::default();
-        if let Some(etag) = etag {
-            options = options.with_precondition(Precondition::if_match(etag));
-        }
+        let options = if_match(&id, etag)?;
         match self
             .container
             .replace_item(id.clone(), &id, &doc, Some(options))
@@ -222,5 +233,21 @@ mod tests {
         assert_eq!(etag.as_deref(), Some("\"e1\""));
         assert_eq!(key.id(), "cek1");
         assert!(key.other_properties().is_empty());
+    }
+
+    #[test]
+    fn replace_is_conditional_on_the_etag_and_refused_without_one() {
+        let options = if_match("cek1", Some("\"e1\"".into())).unwrap();
+        assert_eq!(
+            options.precondition,
+            Some(Precondition::if_match("\"e1\"".to_owned()))
+        );
+        match if_match("cek1", None) {
+            Err(Error::KeyStoreConflict { key_id, reason, .. }) => {
+                assert_eq!(key_id, "cek1");
+                assert!(reason.contains("_etag"), "{reason}");
+            }
+            other => panic!("expected KeyStoreConflict, got {:?}", other.map(|_| ())),
+        }
     }
 }
