@@ -438,7 +438,9 @@ impl KeyEncryptionKeyProvider for FakeKeyProvider {
         self.wrap_calls.fetch_add(1, SeqCst);
         let _in = self.enter(kek_url).await?;
         let versioned = match &self.version {
-            Some(v) if !kek_url.ends_with(v.as_str()) => format!("{kek_url}/{v}"),
+            // Not yet versioned: `base_url` strips nothing (it needs `/<version>` at the end;
+            // a name that merely ends like the version, `kek1` for `1`, is no version).
+            Some(v) if self.base_url(kek_url).len() == kek_url.len() => format!("{kek_url}/{v}"),
             _ => kek_url.to_owned(),
         };
         let base = self.base_url(&versioned);
@@ -488,5 +490,32 @@ impl KeyEncryptionKeyProvider for FakeKeyProvider {
             return Err(invalid());
         }
         DataEncryptionKey::from_bytes(&dek).map_err(|_| invalid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn with_version_appends_the_version_unless_the_url_already_has_it() {
+        let fake = FakeKeyProvider::new().with_version("1");
+        let dek = DataEncryptionKey::generate().unwrap();
+        for (url, want) in [
+            // The key name ends like the version: still unversioned.
+            ("https://v/keys/kek1", "https://v/keys/kek1/1"),
+            ("https://v/keys/kek1/1", "https://v/keys/kek1/1"),
+        ] {
+            let wrapped = fake
+                .wrap_key(url, KeyWrapAlgorithm::RsaOaep, &dek)
+                .await
+                .unwrap();
+            assert_eq!(wrapped.kek_url, want);
+            let back = fake
+                .unwrap_key(&wrapped.kek_url, KeyWrapAlgorithm::RsaOaep, &wrapped.bytes)
+                .await
+                .unwrap();
+            assert_eq!(back.expose_secret(), dek.expose_secret());
+        }
     }
 }
