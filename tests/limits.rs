@@ -2,10 +2,10 @@
 //! boundary in the text and Value APIs, for encryption and decryption, with an error that
 //! names the limit; hostile shapes cost no stack overflow and no quadratic time.
 //!
-//! The ignored test `encrypt_time_grows_linearly` measures encryption time from 1 KB to
-//! 10 MB and up to 100k encrypted leaves:
-//! `cargo test --release --no-default-features --test limits -- --ignored --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+//! That time grows linearly, from 1 KB to 10 MB and from 1 to 100,000 encrypted leaves, is
+//! measured by the criterion groups `document_size` and `document_leaves` of
+//! `benches/document.rs` (results in BENCHMARKS.md), not by a timed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
 
@@ -204,113 +204,6 @@ fn hostile_shapes_do_not_overflow_the_stack() {
             assert!(p.encrypt_str(&doc).is_err());
         }
     }
-}
-
-/// CPU time of this thread in nanoseconds (Linux), so that timings on a loaded machine
-/// count the work done rather than the time spent waiting for a core.
-fn cpu_ns() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
-}
-
-/// Seconds per call of `f` (CPU time where the OS reports it, else wall time): calls
-/// repeated for at least 300 ms of wall time (the CPU clock ticks coarsely), the best of
-/// three such rounds.
-fn time(mut f: impl FnMut()) -> f64 {
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let (c, t) = (cpu_ns(), Instant::now());
-        let mut calls = 0u32;
-        while calls == 0 || t.elapsed().as_millis() < 300 {
-            f();
-            calls += 1;
-        }
-        #[allow(clippy::cast_precision_loss)]
-        let secs = match (c, cpu_ns()) {
-            (Some(a), Some(b)) => (b - a) as f64 / 1e9,
-            _ => t.elapsed().as_secs_f64(),
-        };
-        best = best.min(secs / f64::from(calls));
-    }
-    best
-}
-
-/// A document of about `bytes` bytes: `leaves` encrypted numbers, plus one large
-/// encrypted string and plain filler making up the rest.
-fn sized_doc(bytes: usize, leaves: usize) -> String {
-    let base = leaves_doc(leaves);
-    let rest = bytes.saturating_sub(base.len() + 40);
-    let s = "s".repeat(rest / 2);
-    let filler = "f".repeat(rest - rest / 2);
-    format!(
-        r#"{}, "s":"{s}","other":"{filler}"}}"#,
-        &base[..base.len() - 1]
-    )
-}
-
-#[test]
-#[ignore = "timing; run in release: cargo test --release --no-default-features --test limits -- --ignored --nocapture"]
-fn encrypt_time_grows_linearly() {
-    // The 10 MB document holds a 5 MB encrypted string, over the default string limit.
-    let p = prepared(PrepareOptions::new().max_string_bytes(16 << 20));
-    println!(
-        "times: per call, best of 3 rounds of 300 ms, {}",
-        if cpu_ns().is_some() {
-            "thread CPU time"
-        } else {
-            "wall time"
-        }
-    );
-    println!("size (bytes), leaves, encrypt_str ms, ns/byte, encrypt_document ms, decrypt_str ms");
-    let mut per_byte = Vec::new();
-    for &bytes in &[1_000usize, 10_000, 100_000, 1_000_000, 10_000_000] {
-        let doc = sized_doc(bytes, 10);
-        let enc = p.encrypt_str(&doc).unwrap();
-        let t_enc = time(|| drop(p.encrypt_str(&doc).unwrap()));
-        let v: Value = serde_json::from_str(&doc).unwrap();
-        let t_doc = time(|| {
-            let mut w = v.clone();
-            p.encrypt_document(&mut w).unwrap();
-        });
-        let t_dec = time(|| drop(p.decrypt_str(&enc).unwrap()));
-        #[allow(clippy::cast_precision_loss)]
-        let nb = t_enc * 1e9 / doc.len() as f64;
-        per_byte.push(nb);
-        println!(
-            "{}, 10, {:.3}, {nb:.2}, {:.3}, {:.3}",
-            doc.len(),
-            t_enc * 1e3,
-            t_doc * 1e3,
-            t_dec * 1e3
-        );
-    }
-    println!("leaves, size (bytes), encrypt_str ms, us/leaf, encrypt_document ms, decrypt_str ms");
-    let mut per_leaf = Vec::new();
-    for &leaves in &[100usize, 1_000, 10_000, 100_000] {
-        let doc = leaves_doc(leaves);
-        let enc = p.encrypt_str(&doc).unwrap();
-        let t_enc = time(|| drop(p.encrypt_str(&doc).unwrap()));
-        let v: Value = serde_json::from_str(&doc).unwrap();
-        let t_doc = time(|| {
-            let mut w = v.clone();
-            p.encrypt_document(&mut w).unwrap();
-        });
-        let t_dec = time(|| drop(p.decrypt_str(&enc).unwrap()));
-        #[allow(clippy::cast_precision_loss)]
-        let nl = t_enc * 1e6 / leaves as f64;
-        per_leaf.push(nl);
-        println!(
-            "{leaves}, {}, {:.3}, {nl:.3}, {:.3}, {:.3}",
-            doc.len(),
-            t_enc * 1e3,
-            t_doc * 1e3,
-            t_dec * 1e3
-        );
-    }
-    // Linear: the cost per byte (per leaf) of the largest input is within a small factor
-    // of the cost at 100 KB (1,000 leaves), once fixed overheads are amortized.
-    assert!(per_byte[4] < per_byte[2] * 3.0, "{per_byte:?}");
-    assert!(per_leaf[3] < per_leaf[1] * 3.0, "{per_leaf:?}");
 }
 
 /// Regression: lenient decryption used to rescan the document from the start for the path
