@@ -193,7 +193,7 @@ pub fn document_decrypt(data: &[u8]) {
         assert!(report.skipped().iter().all(|s| s.key_id() == "cek3"));
     }
     let _ = partial.decrypt_str(text);
-    if let Ok(mut v) = serde_json::from_str::<Value>(text) {
+    if let Some(mut v) = faithful_value(text) {
         let original = v.clone();
         match full.decrypt_document(&mut v) {
             Ok(()) => {
@@ -211,6 +211,19 @@ pub fn document_decrypt(data: &[u8]) {
     }
 }
 
+/// `text` parsed by `serde_json` as a `Value`, when that `Value` has the structure of the
+/// text. Not when the text holds serde_json's private token key: with serde_json's
+/// `raw_value` feature on (the Azure Cosmos SDK turns it on for the whole build), an object
+/// whose key is `"$serde_json::private::RawValue"` is read as the JSON inside its string
+/// value, so `{"$serde_json::private::RawValue": " 0"}` becomes the number 0. The text API
+/// reads the text as written; the two are compared only where serde_json does too.
+fn faithful_value(text: &str) -> Option<Value> {
+    if text.contains("$serde_json::private::") {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
 /// Arbitrary JSON text encrypted under the fixed policy, then decrypted.
 pub fn document_encrypt(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -224,7 +237,7 @@ pub fn document_encrypt(data: &[u8]) {
 /// deterministic paths stable, the APIs agree.
 fn encrypt_line(text: &str) {
     let (full, partial) = prepared();
-    let parsed = serde_json::from_str::<Value>(text).ok();
+    let parsed = faithful_value(text);
     if let Ok(enc) = full.encrypt_str(text) {
         let dec = full.decrypt_str(&enc).expect("what was encrypted decrypts");
         // The text API copies what is outside the policy byte for byte, so it passes

@@ -669,6 +669,11 @@ impl PreparedPolicy {
     /// [`encrypt_document`](Self::encrypt_document), which takes a parsed `Value`) refuses
     /// it as out of range. A number under a selected property must be a finite double.
     ///
+    /// Parse untrusted text with this API rather than into a `serde_json::Value` first:
+    /// when serde_json's `raw_value` feature is on in a build (the Azure Cosmos SDK turns
+    /// it on), `serde_json` reads an object keyed `"$serde_json::private::RawValue"` as
+    /// the JSON inside its string, so the `Value` need not have the text's structure.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidDocument`] for invalid JSON or a non-object;
