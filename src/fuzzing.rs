@@ -218,10 +218,36 @@ pub fn document_decrypt(data: &[u8]) {
 /// value, so `{"$serde_json::private::RawValue": " 0"}` becomes the number 0. The text API
 /// reads the text as written; the two are compared only where serde_json does too.
 fn faithful_value(text: &str) -> Option<Value> {
-    if text.contains("$serde_json::private::") {
+    if mentions_serde_json_token(text) {
         return None;
     }
     serde_json::from_str(text).ok()
+}
+
+/// Whether `text` holds `$serde_json::private::`, also spelled with `\uXXXX` escapes
+/// (serde_json compares keys after unescaping them). Over-approximates: an escaped
+/// backslash before `u0024` counts too, which only skips a comparison.
+fn mentions_serde_json_token(text: &str) -> bool {
+    const TOKEN: &[u8] = b"$serde_json::private::";
+    let b = text.as_bytes();
+    let mut plain = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && b.get(i + 1) == Some(&b'u')
+            && let Some(Ok(c)) = b
+                .get(i + 2..i + 6)
+                .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap_or("x"), 16))
+            && c < 0x80
+        {
+            plain.push(c);
+            i += 6;
+            continue;
+        }
+        plain.push(b[i]);
+        i += 1;
+    }
+    plain.windows(TOKEN.len()).any(|w| w == TOKEN)
 }
 
 /// Arbitrary JSON text encrypted under the fixed policy, then decrypted.
@@ -661,5 +687,31 @@ mod tests {
             })
             .count();
         assert!(hits > 16, "{hits}");
+    }
+
+    #[test]
+    fn the_serde_json_token_is_seen_plain_and_escaped() {
+        assert!(mentions_serde_json_token(
+            r#"{"$serde_json::private::RawValue": " 0"}"#
+        ));
+        assert!(mentions_serde_json_token(
+            r#"{"\u0024serde_json::private::RawValue": " 0"}"#
+        ));
+        assert!(mentions_serde_json_token(
+            r#"{"\u0024\u0073erde_json::\u0070rivate::Number": "1"}"#
+        ));
+        assert!(!mentions_serde_json_token(
+            r#"{"$serde": "json::private::"}"#
+        ));
+        assert!(!mentions_serde_json_token(r#"{"a": "\u00e9"}"#));
+        assert!(faithful_value(r#"{"a": 1}"#).is_some());
+        // With the `cosmos` feature the Azure SDK turns serde_json's `raw_value` on, and
+        // serde_json matches the key after unescaping it.
+        #[cfg(feature = "cosmos")]
+        assert_eq!(
+            serde_json::from_str::<Value>(r#"{"\u0024serde_json::private::RawValue": " 0"}"#)
+                .unwrap(),
+            serde_json::json!(0)
+        );
     }
 }
