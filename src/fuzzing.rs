@@ -18,6 +18,7 @@
 use serde_json::{Map, Value};
 
 use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey};
+use crate::document::hex4;
 use crate::keys::{ClientEncryptionKeyResource, DataEncryptionKey, ResolvedKey, parse_key_array};
 use crate::policy::{ClientEncryptionPolicy, EncryptionPath, PolicyFormatVersion, PolicyMode};
 use crate::prepared::{PrepareOptions, PreparedPolicy};
@@ -235,10 +236,9 @@ fn mentions_serde_json_token(text: &str) -> bool {
     while i < b.len() {
         if b[i] == b'\\'
             && b.get(i + 1) == Some(&b'u')
-            && let Some(Ok(c)) = b
-                .get(i + 2..i + 6)
-                .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap_or("x"), 16))
-            && c < 0x80
+            && let Some(c) = hex4(text.get(i + 2..i + 6))
+                .and_then(|c| u8::try_from(c).ok())
+                .filter(u8::is_ascii)
         {
             plain.push(c);
             i += 6;

@@ -713,7 +713,8 @@ pub(crate) fn unescape<'s>(raw: &'s str, buf: &'s mut String) -> Result<&'s str,
     Ok(buf.as_str())
 }
 
-fn hex4(s: Option<&str>) -> Option<u32> {
+/// The value of exactly four hex digits (those of a `\uXXXX` escape), if `s` is that.
+pub(crate) fn hex4(s: Option<&str>) -> Option<u32> {
     let s = s?;
     if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         u32::from_str_radix(s, 16).ok()
