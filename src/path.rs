@@ -4,7 +4,12 @@
 //! A policy path is `/` followed by segments separated by `/`. A segment is a property
 //! name, written verbatim (as the Cosmos SDKs read it: no escapes), or `[]`, which stands
 //! for every element of an array. The first segment is always a property name. Property
-//! names cannot contain `/`, and a property literally named `[]` cannot be selected.
+//! names cannot contain `/`, and a property literally named `[]` cannot be selected. A
+//! document's property name with a lone UTF-16 surrogate escape is not Unicode, so no
+//! policy path names it.
+//!
+//! In the JSON Pointers of errors and reports, such a name keeps its escape (`/k\udb5e`);
+//! messages escape control characters (see [`Error`](crate::Error)).
 
 use std::borrow::Cow;
 

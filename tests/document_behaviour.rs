@@ -776,3 +776,100 @@ fn partition_key_helpers() {
         Err(Error::UnsupportedOperation { .. })
     ));
 }
+
+/// Issue 23, item 1: the reproducer of a differential run against `@azure/cosmos` 4.10.1.
+/// A property name with a lone UTF-16 surrogate escape is valid JSON, and the official SDK
+/// encrypts such a document and writes the name back unchanged. No policy path (UTF-8)
+/// names it, so it is not selected, and it and its value are copied byte for byte.
+#[test]
+fn lone_surrogate_names_are_not_selected_and_pass_through() {
+    let p = prepared(&[("/a", "k1", DET)], PolicyMode::CosmosCompatible);
+    let doc = r#"{"id":"1","a":"x","k\udb5e":"value"}"#;
+    let enc = p.encrypt_str(doc).unwrap();
+    let without = p.encrypt_str(r#"{"id":"1","a":"x"}"#).unwrap();
+    assert_eq!(enc, without.replace('}', r#","k\udb5e":"value"}"#));
+    assert_eq!(
+        p.encrypt_slice(doc.as_bytes()).unwrap(),
+        enc.as_bytes(),
+        "byte API"
+    );
+    assert_eq!(p.decrypt_str(&enc).unwrap(), doc);
+    assert_eq!(p.decrypt_slice(enc.as_bytes()).unwrap(), doc.as_bytes());
+    let (lenient, report) = p.decrypt_str_lenient(&enc).unwrap();
+    assert_eq!(lenient, doc);
+    assert!(report.is_complete());
+
+    // Every spelling of a lone surrogate, anywhere in the name, and a name that is the
+    // policy path plus a lone surrogate: none is selected.
+    for name in [
+        r#""\ud800""#,
+        r#""\uDFFF""#,
+        r#""a\udc00""#,
+        r#""\ud800a""#,
+        r#""\ud800\u0061""#,
+        r#""\ude00\ud83d""#,
+        r#""\ud83d\ude00\ud800""#,
+    ] {
+        let doc = format!(r#"{{{name}:"plain",  "a" : "x", {name}: {{"a": [1, "\ud800"]}}}}"#);
+        let enc = p.encrypt_str(&doc).unwrap();
+        let want = format!(
+            r#"{{{name}:"plain",  "a" : {}, {name}: {{"a": [1, "\ud800"]}}}}"#,
+            serde_json::from_str::<Value>(&without).unwrap()["a"]
+        );
+        assert_eq!(enc, want, "{name}");
+        assert_eq!(p.decrypt_str(&enc).unwrap(), doc, "{name}");
+    }
+    // A name whose escapes spell the path still matches it.
+    let enc: Value = serde_json::from_str(&p.encrypt_str(r#"{"\u0061":"x"}"#).unwrap()).unwrap();
+    assert!(is_stored(&enc["a"]));
+    // A name with a broken escape is still invalid JSON.
+    for bad in [
+        r#"{"k\ud80":1}"#,
+        r#"{"k\ud800\u":1}"#,
+        r#"{"k\ud800\x":1}"#,
+    ] {
+        assert!(
+            matches!(p.encrypt_str(bad), Err(Error::InvalidDocument { .. })),
+            "{bad}"
+        );
+        assert!(matches!(
+            p.decrypt_str(bad),
+            Err(Error::InvalidDocument { .. })
+        ));
+    }
+    // serde_json refuses such text, so the Value API never receives such a name.
+    assert!(serde_json::from_str::<Value>(doc).is_err());
+}
+
+#[test]
+fn lone_surrogate_names_in_nested_paths_are_not_selected() {
+    let p = prepared(
+        &[
+            ("/o/x", "k1", DET),
+            ("/list/[]/n", "k2", RND),
+            ("/s", "k1", DET),
+        ],
+        PolicyMode::Extended,
+    );
+    let doc = r#"{"o":{"x\ud800":"keep","k\udb5e":{"x":1,"y":[{"n":2}]},"x":"enc"},"list":[{"n\udfff":1,"n":2},{"\udb5e":{"n":3}}],"s":{"k\udb5e":"enc","j":["w",3]}}"#;
+    let enc = p.encrypt_str(doc).unwrap();
+    let v: Value = serde_json::from_str(&enc.replace(r"\ud", r"\\ud")).unwrap();
+    assert!(is_stored(&v["o"]["x"]));
+    assert!(is_stored(&v["list"][0]["n"]));
+    assert!(is_stored(&v["s"]["j"][1]));
+    // Under a selected path, such a name is a key like any other: kept as written, its
+    // value encrypted leaf by leaf.
+    assert!(is_stored(&v["s"][r"k\udb5e"]));
+    // Everything under a lone-surrogate name outside a selected path is the input text.
+    for kept in [
+        r#""x\ud800":"keep""#,
+        r#""k\udb5e":{"x":1,"y":[{"n":2}]}"#,
+        r#""n\udfff":1"#,
+        r#"{"\udb5e":{"n":3}}"#,
+    ] {
+        assert!(enc.contains(kept), "{kept} in {enc}");
+    }
+    assert_eq!(p.decrypt_str(&enc).unwrap(), doc);
+    let (lenient, report) = p.decrypt_str_lenient(&enc).unwrap();
+    assert_eq!((lenient.as_str(), report.is_complete()), (doc, true));
+}

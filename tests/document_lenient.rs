@@ -334,3 +334,43 @@ fn nested_paths_report_where_they_were_left() {
     let paths_v: Vec<&str> = report_v.skipped().iter().map(|s| s.path()).collect();
     assert_eq!(paths_v, paths);
 }
+
+/// A document a JavaScript service wrote with a property name that has a lone UTF-16
+/// surrogate escape: the name is outside every policy path, so a reader without the HR
+/// key still reads the rest, and the name and its value come back byte for byte.
+#[test]
+fn lone_surrogate_names_pass_through_lenient_decryption() {
+    let store = key_store();
+    let policy = hr_policy();
+    let w = prepare(&policy, &store, &writer(), false).unwrap();
+    let r = prepare(&policy, &store, &reader(), true).unwrap();
+    let doc = r#"{"id":"emp-7","k\udb5e":"plain","ssn":"123-45-6789","salary":185000,"review":{"t\udc00":"exceeds"},"\ud800":{"ssn":"x"}}"#;
+    let enc = w.encrypt_str(doc).unwrap();
+    assert!(enc.contains(r#""k\udb5e":"plain""#) && enc.contains(r#""\ud800":{"ssn":"x"}"#));
+    assert!(enc.contains(r#""review":{"t\udc00":""#), "{enc}");
+    assert!(!enc.contains("exceeds") && !enc.contains("123-45-6789"));
+
+    let (text, report) = r.decrypt_str_lenient(&enc).unwrap();
+    let paths: Vec<&str> = report.skipped().iter().map(|s| s.path()).collect();
+    assert_eq!(paths, ["/salary", "/review"]);
+    assert!(text.contains(r#""ssn":"123-45-6789""#));
+    assert_eq!(
+        text.replace(r#""123-45-6789""#, ""),
+        enc.replace(&ssn_of(&enc), ""),
+        "everything but /ssn is the stored text"
+    );
+    assert!(matches!(
+        r.decrypt_str(&enc),
+        Err(Error::KeyUnavailable { path, .. }) if path == "/salary"
+    ));
+    let (full, report) = w.decrypt_str_lenient(&enc).unwrap();
+    assert_eq!((full.as_str(), report.is_complete()), (doc, true));
+    assert_eq!(w.decrypt_str(&enc).unwrap(), doc);
+}
+
+/// The stored `/ssn` of a text document, as it is written there (quotes included).
+fn ssn_of(enc: &str) -> String {
+    let start = enc.find(r#""ssn":""#).unwrap() + 6;
+    let end = start + 1 + enc[start + 1..].find('"').unwrap() + 1;
+    enc[start..end].to_owned()
+}

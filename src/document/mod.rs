@@ -662,9 +662,44 @@ impl DecryptReport {
     }
 }
 
+/// Why [`unescape`] refuses a string that holds a lone UTF-16 surrogate escape (valid JSON
+/// grammar, RFC 8259 §7, but not Unicode text).
+pub(crate) const LONE_SURROGATE: &str = "a string holds a lone UTF-16 surrogate";
+
 /// Unescapes the JSON string literal `raw` (quotes included). Borrows `raw` when it holds
 /// no escape; otherwise writes into `buf`. The reason on error.
 pub(crate) fn unescape<'s>(raw: &'s str, buf: &'s mut String) -> Result<&'s str, &'static str> {
+    unescape_with(raw, buf, false)
+}
+
+/// A property name as the selection tree compares it: the unescaped JSON string literal
+/// `raw` (quotes included), or `None` when it holds a lone UTF-16 surrogate. Such a name
+/// is not Unicode, so no policy path (UTF-8 text) names it: it is never selected.
+pub(crate) fn property_name<'s>(
+    raw: &'s str,
+    buf: &'s mut String,
+) -> Result<Option<&'s str>, &'static str> {
+    match unescape(raw, buf) {
+        Ok(name) => Ok(Some(name)),
+        Err(LONE_SURROGATE) => Ok(None),
+        Err(r) => Err(r),
+    }
+}
+
+/// A property name as a JSON Pointer token (for paths in errors and reports): the
+/// unescaped JSON string literal `raw`, except that a lone UTF-16 surrogate, which UTF-8
+/// cannot hold, stays the JSON escape `\udb5e` (lowercase hex).
+pub(crate) fn pointer_name<'s>(raw: &'s str, buf: &'s mut String) -> Result<&'s str, &'static str> {
+    unescape_with(raw, buf, true)
+}
+
+/// [`unescape`]; with `keep_lone`, a lone surrogate is written as its `\uXXXX` escape
+/// instead of being refused.
+fn unescape_with<'s>(
+    raw: &'s str,
+    buf: &'s mut String,
+    keep_lone: bool,
+) -> Result<&'s str, &'static str> {
     const BAD: &str = "invalid JSON string";
     let inner = raw
         .strip_prefix('"')
@@ -689,18 +724,24 @@ pub(crate) fn unescape<'s>(raw: &'s str, buf: &'s mut String) -> Result<&'s str,
             Some(b't') => ('\t', 1),
             Some(b'u') => {
                 let hi = hex4(esc.get(1..5)).ok_or(BAD)?;
-                match hi {
-                    0xD800..=0xDBFF => {
-                        let lo = esc
-                            .get(5..7)
-                            .filter(|s| *s == "\\u")
-                            .and_then(|_| hex4(esc.get(7..11)))
-                            .filter(|lo| (0xDC00..=0xDFFF).contains(lo))
-                            .ok_or("a string holds a lone UTF-16 surrogate")?;
-                        let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                        (char::from_u32(c).ok_or(BAD)?, 11)
+                let pair = match hi {
+                    0xD800..=0xDBFF => esc
+                        .get(5..7)
+                        .filter(|s| *s == "\\u")
+                        .and_then(|_| hex4(esc.get(7..11)))
+                        .filter(|lo| (0xDC00..=0xDFFF).contains(lo))
+                        .map(|lo| 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)),
+                    _ => None,
+                };
+                match (hi, pair) {
+                    (_, Some(c)) => (char::from_u32(c).ok_or(BAD)?, 11),
+                    (0xD800..=0xDFFF, None) if keep_lone => {
+                        use std::fmt::Write as _;
+                        let _ = write!(buf, "\\u{hi:04x}");
+                        rest = esc.get(5..).ok_or(BAD)?;
+                        continue;
                     }
-                    0xDC00..=0xDFFF => return Err("a string holds a lone UTF-16 surrogate"),
+                    (0xD800..=0xDFFF, None) => return Err(LONE_SURROGATE),
                     _ => (char::from_u32(hi).ok_or(BAD)?, 5),
                 }
             }
@@ -758,6 +799,36 @@ mod tests {
             r#""\"#,
         ] {
             assert!(un(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_names_match_nothing_and_keep_their_escape_in_pointers() {
+        let name = |raw: &str| {
+            let mut buf = String::new();
+            property_name(raw, &mut buf).map(|n| n.map(str::to_owned))
+        };
+        let pointer = |raw: &str| {
+            let mut buf = String::new();
+            pointer_name(raw, &mut buf).map(str::to_owned)
+        };
+        assert_eq!(name(r#""\u0061b""#), Ok(Some("ab".to_owned())));
+        assert_eq!(pointer(r#""\u0061b""#).as_deref(), Ok("ab"));
+        for (raw, token) in [
+            (r#""k\udb5e""#, r"k\udb5e"),
+            (r#""\uDB5E\n""#, "\\udb5e\n"),
+            (r#""\ud800\u0061""#, r"\ud800a"),
+            (r#""\ude00\ud83d""#, r"\ude00\ud83d"),
+            (r#""\ud83d\ude00\ud800""#, "\u{1f600}\\ud800"),
+        ] {
+            assert_eq!(name(raw), Ok(None), "{raw}");
+            assert_eq!(un(raw), Err(LONE_SURROGATE), "{raw}");
+            assert_eq!(pointer(raw).as_deref(), Ok(token), "{raw}");
+        }
+        // Broken escapes (the scanner refuses them before names are read).
+        for bad in [r#""\ud80""#, r#""\ud800\x""#, r#""\ud800\u12""#] {
+            assert!(pointer(bad).is_err(), "{bad}");
+            assert!(!matches!(name(bad), Ok(Some(_))), "{bad}");
         }
     }
 }

@@ -254,7 +254,7 @@ pub(crate) fn paths_at(input: &str, targets: &[usize]) -> Vec<String> {
                     let raw = input.get(*s..*e).unwrap_or("\"?\"");
                     crate::path::push_token(
                         &mut path,
-                        super::unescape(raw, &mut buf).unwrap_or("?"),
+                        super::pointer_name(raw, &mut buf).unwrap_or("?"),
                     );
                 }
                 Frame::Object(None) => {}

@@ -10,9 +10,16 @@
 //! nested policy paths the ancestors are scanned the same way to find the selected
 //! children. Paths for error messages and reports are worked out only when needed, by
 //! rescanning the input up to the offending offset.
+//!
+//! A property name with a lone UTF-16 surrogate escape (`"k\udb5e"`: valid JSON, which
+//! JavaScript writes) is not Unicode, so no policy path names it: at any depth it is never
+//! selected, and it and its value are copied like any property outside the policy. Under
+//! a selected property it is a key like any other, copied as written.
 
 use super::scan::{self, ScanError, path_at, paths_at, skip_ws};
-use super::{Buffers, CellKey, Engine, KeySlot, Op, ROOT, Selected, SkippedProperty, unescape};
+use super::{
+    Buffers, CellKey, Engine, KeySlot, Op, ROOT, Selected, SkippedProperty, property_name, unescape,
+};
 use zeroize::Zeroize;
 
 use crate::error::{Error, Result};
@@ -70,8 +77,9 @@ pub(crate) fn transform(
             let (key_end, escaped) = scan::string(b, i).map_err(|e| scan_error(input, e))?;
             let child = if escaped {
                 let raw = slice_str(input, i, key_end)?;
-                match unescape(raw, &mut w.bufs.text) {
-                    Ok(key) => engine.child(root, key),
+                match property_name(raw, &mut w.bufs.text) {
+                    Ok(Some(key)) => engine.child(root, key),
+                    Ok(None) => None,
                     Err(r) => return Err(syntax(input, i, r)),
                 }
             } else {
@@ -213,8 +221,9 @@ impl Walk<'_, '_, '_> {
                     }
                     let (key_end, _) = scan::string(b, i).map_err(|_| self.bad_json(i))?;
                     let raw_key = slice_str(self.input, i, key_end)?;
-                    let child = match unescape(raw_key, &mut self.bufs.text) {
-                        Ok(key) => engine.child(node, key),
+                    let child = match property_name(raw_key, &mut self.bufs.text) {
+                        Ok(Some(key)) => engine.child(node, key),
+                        Ok(None) => None,
                         Err(r) => return Err(self.invalid(i, r)),
                     };
                     i = skip_ws(b, key_end);
