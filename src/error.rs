@@ -8,6 +8,12 @@ use std::path::PathBuf;
 /// Every variant says what went wrong and where (the JSON path, the key id, the file),
 /// and never carries key material or plaintext.
 ///
+/// A JSON path names each property as it is after unescaping, except a property name with
+/// a lone UTF-16 surrogate escape (valid JSON that no Rust string can hold): its path keeps
+/// that escape, lowercase (`/k\udb5e`). Messages (`Display`) write control characters,
+/// the line separators and bidirectional-text controls in paths and reasons as JSON escapes
+/// (`/k\u0001`), so a hostile name cannot break a log line or a terminal.
+///
 /// # Examples
 ///
 /// ```
@@ -317,7 +323,7 @@ impl Error {
     }
 }
 
-/// Writes " at {path}" when a path is known.
+/// Writes " at {path}" when a path is known, [`Escaped`].
 struct At<'a>(&'a str);
 
 impl fmt::Display for At<'_> {
@@ -325,8 +331,38 @@ impl fmt::Display for At<'_> {
         if self.0.is_empty() {
             Ok(())
         } else {
-            write!(f, " at {}", self.0)
+            write!(f, " at {}", Escaped(self.0))
         }
+    }
+}
+
+/// Writes a path (or a reason that names one) for a message: a property name can hold any
+/// character, so control characters (U+0000 to U+001F, U+007F to U+009F), the line and
+/// paragraph separators and the bidirectional-text controls are written as JSON escapes
+/// (`\u0001`), and a message stays one readable line. A name with a lone UTF-16 surrogate
+/// is already written so in a path (`\udb5e`).
+pub(crate) struct Escaped<'a>(pub(crate) &'a str);
+
+impl Escaped<'_> {
+    fn needs_escape(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200e}' | '\u{200f}'
+                    | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
+    }
+}
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some((i, c)) = rest.char_indices().find(|&(_, c)| Self::needs_escape(c)) {
+            f.write_str(&rest[..i])?;
+            write!(f, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        f.write_str(rest)
     }
 }
 
@@ -348,9 +384,12 @@ impl fmt::Display for Error {
                 "malformed ciphertext{} (key '{key_id}'): {reason}",
                 At(path)
             ),
-            Error::UnsupportedValue { path, reason } => {
-                write!(f, "cannot encrypt the value{}: {reason}", At(path))
-            }
+            Error::UnsupportedValue { path, reason } => write!(
+                f,
+                "cannot encrypt the value{}: {}",
+                At(path),
+                Escaped(reason)
+            ),
             Error::InvalidKey { key_id, reason } => {
                 write!(f, "invalid key '{key_id}': {reason}")
             }
@@ -416,13 +455,18 @@ impl fmt::Display for Error {
             ),
             Error::InvalidPolicy { path, reason } => {
                 if path.is_empty() {
-                    write!(f, "invalid encryption policy: {reason}")
+                    write!(f, "invalid encryption policy: {}", Escaped(reason))
                 } else {
-                    write!(f, "invalid encryption policy: path '{path}': {reason}")
+                    write!(
+                        f,
+                        "invalid encryption policy: path '{}': {}",
+                        Escaped(path),
+                        Escaped(reason)
+                    )
                 }
             }
             Error::InvalidDocument { path, reason } => {
-                write!(f, "invalid document{}: {reason}", At(path))
+                write!(f, "invalid document{}: {}", At(path), Escaped(reason))
             }
             Error::LimitExceeded { path, limit, max } => {
                 let what = match *limit {
@@ -452,7 +496,7 @@ impl fmt::Display for Error {
                 At(path)
             ),
             Error::UnsupportedOperation { path, reason } => {
-                write!(f, "unsupported operation{}: {reason}", At(path))
+                write!(f, "unsupported operation{}: {}", At(path), Escaped(reason))
             }
             Error::Cosmos {
                 operation,
@@ -506,5 +550,58 @@ mod tests {
             "cannot decrypt the value at /ssn with key 'cek1': authentication failed \
              (tampered, written under another key, or not a ciphertext)"
         );
+    }
+
+    #[test]
+    fn messages_escape_control_characters_in_paths_and_reasons() {
+        let path = "/a\u{0}b\n\u{1b}[31m\u{7f}\u{85}\u{2028}\u{202e}\u{2067}/k\\udb5e/é😀";
+        let shown = r"/a\u0000b\u000a\u001b[31m\u007f\u0085\u2028\u202e\u2067/k\udb5e/é😀";
+        let reason = || format!("property '{path}' is wrong");
+        let cases = [
+            Error::DecryptionFailed {
+                path: path.into(),
+                key_id: "k".into(),
+            },
+            Error::MalformedCiphertext {
+                path: path.into(),
+                key_id: "k".into(),
+                reason: "bad",
+            },
+            Error::UnsupportedValue {
+                path: path.into(),
+                reason: reason(),
+            },
+            Error::InvalidPolicy {
+                path: path.into(),
+                reason: reason(),
+            },
+            Error::InvalidDocument {
+                path: path.into(),
+                reason: reason(),
+            },
+            Error::LimitExceeded {
+                path: path.into(),
+                limit: "max_string_bytes",
+                max: 1,
+            },
+            Error::KeyUnavailable {
+                path: path.into(),
+                key_id: "k".into(),
+                source: std::sync::Arc::new(Error::KeyNotFound { key_id: "k".into() }),
+            },
+            Error::UnsupportedOperation {
+                path: path.into(),
+                reason: reason(),
+            },
+        ];
+        for e in cases {
+            let msg = e.to_string();
+            assert!(msg.contains(shown), "{msg}");
+            assert!(!msg.chars().any(Escaped::needs_escape), "{msg:?}");
+            // The path itself is the name as it is.
+            assert_eq!(e.path(), Some(path));
+        }
+        // Nothing else changes.
+        assert_eq!(Escaped("/plain/\\u0041 x").to_string(), "/plain/\\u0041 x");
     }
 }

@@ -873,3 +873,42 @@ fn lone_surrogate_names_in_nested_paths_are_not_selected() {
     let (lenient, report) = p.decrypt_str_lenient(&enc).unwrap();
     assert_eq!((lenient.as_str(), report.is_complete()), (doc, true));
 }
+
+/// Error messages escape a name that is not Unicode (as its JSON escape) or that holds
+/// control characters, so they stay one readable line; `path()` keeps the name itself.
+#[test]
+fn errors_name_lone_surrogate_and_control_character_names_escaped() {
+    let p = prepared(&[("/a", "k1", DET)], PolicyMode::CosmosCompatible);
+    let e = p.encrypt_str(r#"{"a":{"k\udb5e":1e999}}"#).unwrap_err();
+    assert!(matches!(&e, Error::UnsupportedValue { path, .. } if path == r"/a/k\udb5e"));
+    assert!(
+        e.to_string()
+            .starts_with(r"cannot encrypt the value at /a/k\udb5e: "),
+        "{e}"
+    );
+    let e = p
+        .decrypt_str(r#"{"a":{"x":null,"\uDB5E\n":"bad!"}}"#)
+        .unwrap_err();
+    assert!(matches!(&e, Error::MalformedCiphertext { path, key_id, .. }
+        if path == "/a/\\udb5e\n" && key_id == "k1"));
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(r"malformed ciphertext at /a/\udb5e\u000a (key 'k1')"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+    let e = p
+        .encrypt_str("{\"a\":{\"k\\u0001\\u001b[2J\\u007f\":1e999}}")
+        .unwrap_err();
+    assert_eq!(e.path(), Some("/a/k\u{1}\u{1b}[2J\u{7f}"));
+    assert!(
+        e.to_string()
+            .starts_with(r"cannot encrypt the value at /a/k\u0001\u001b[2J\u007f: "),
+        "{e}"
+    );
+    // The Value API names such a property the same way.
+    let mut v = json!({"a": {"k\u{1}": "not a ciphertext"}});
+    let e = p.decrypt_document(&mut v).unwrap_err();
+    assert_eq!(e.path(), Some("/a/k\u{1}"));
+    assert!(e.to_string().contains(r"at /a/k\u0001 "), "{e}");
+}

@@ -374,3 +374,25 @@ fn ssn_of(enc: &str) -> String {
     let end = start + 1 + enc[start + 1..].find('"').unwrap() + 1;
     enc[start..end].to_owned()
 }
+
+/// A report line names the property escaped, like error messages: a policy path may hold
+/// control characters too.
+#[test]
+fn skipped_properties_print_control_characters_escaped() {
+    let store = key_store();
+    let policy = policy(
+        PolicyMode::CosmosCompatible,
+        &[("/r\u{7}\u{1b}", "cek-hr", "Randomized")],
+    );
+    let w = prepare(&policy, &store, &writer(), false).unwrap();
+    let r = prepare(&policy, &store, &reader(), true).unwrap();
+    let enc = w.encrypt_str(r#"{"r\u0007\u001b":"x"}"#).unwrap();
+    let (_, report) = r.decrypt_str_lenient(&enc).unwrap();
+    let s = &report.skipped()[0];
+    assert_eq!(s.path(), "/r\u{7}\u{1b}");
+    assert!(
+        s.to_string()
+            .starts_with(r"/r\u0007\u001b left encrypted (key 'cek-hr')"),
+        "{s}"
+    );
+}

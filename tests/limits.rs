@@ -236,3 +236,62 @@ fn lenient_skips_cost_linear_time_and_name_their_paths() {
     }
     assert!(elapsed.as_secs() < 30, "{elapsed:?}");
 }
+
+/// A property whose name has a lone UTF-16 surrogate escape is never selected, but it is
+/// still part of the document: it counts against the document size, and a leaf under it
+/// inside a selected property counts and is named in the error, escaped in the message.
+#[test]
+fn lone_surrogate_names_count_against_the_limits_and_are_named_escaped() {
+    let doc = r#"{"s":"abc","k\udb5e":"    "}"#;
+    prepared(PrepareOptions::new().max_document_bytes(doc.len()))
+        .encrypt_str(doc)
+        .unwrap();
+    let small = prepared(PrepareOptions::new().max_document_bytes(doc.len() - 1));
+    for e in [
+        small.encrypt_str(doc).unwrap_err(),
+        small.decrypt_str(doc).unwrap_err(),
+    ] {
+        assert_eq!(limit_of(&e), "max_document_bytes");
+    }
+
+    let doc = r#"{"deep":{"a":"x","k\udb5e":["y","z"]}}"#;
+    let tight = prepared(PrepareOptions::new().max_encrypted_leaves(2));
+    let e = tight.encrypt_str(doc).unwrap_err();
+    assert_eq!(limit_of(&e), "max_encrypted_leaves");
+    assert_eq!(e.path(), Some(r"/deep/k\udb5e/1"));
+    assert_eq!(
+        e.to_string(),
+        r"document over a limit at /deep/k\udb5e/1: the document has more encrypted leaves than 2 (PrepareOptions::max_encrypted_leaves)"
+    );
+    let enc = prepared(PrepareOptions::new()).encrypt_str(doc).unwrap();
+    assert_eq!(
+        tight.decrypt_str(&enc).unwrap_err().path(),
+        Some(r"/deep/k\udb5e/1")
+    );
+
+    let doc = "{\"deep\":{\"k\\ud800\\u0007\":\"xxxx\"}}";
+    let e = prepared(PrepareOptions::new().max_string_bytes(3))
+        .encrypt_str(doc)
+        .unwrap_err();
+    assert_eq!(limit_of(&e), "max_string_bytes");
+    assert_eq!(e.path(), Some("/deep/k\\ud800\u{7}"));
+    assert!(
+        e.to_string()
+            .starts_with(r"document over a limit at /deep/k\ud800\u0007: "),
+        "{e}"
+    );
+    // Nesting under such a name in a selected property is limited like any other.
+    let nested = format!(
+        r#"{{"deep":{{"k\udb5e":{}1{}}}}}"#,
+        "[".repeat(10),
+        "]".repeat(10)
+    );
+    let e = prepared(PrepareOptions::new().max_depth(10))
+        .encrypt_str(&nested)
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidDocument { path, .. }
+        if path.starts_with(r"/deep/k\udb5e/0/0")),
+        "{e:?}"
+    );
+}

@@ -552,7 +552,9 @@ impl fmt::Display for SkippedProperty {
         write!(
             f,
             "{} left encrypted (key '{}'): {}",
-            self.path, self.key_id, self.reason
+            crate::error::Escaped(&self.path),
+            self.key_id,
+            self.reason
         )
     }
 }
