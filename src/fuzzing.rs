@@ -217,7 +217,9 @@ pub fn document_decrypt(data: &[u8]) {
 /// `raw_value` feature on (the Azure Cosmos SDK turns it on for the whole build), an object
 /// whose key is `"$serde_json::private::RawValue"` is read as the JSON inside its string
 /// value, so `{"$serde_json::private::RawValue": " 0"}` becomes the number 0. The text API
-/// reads the text as written; the two are compared only where serde_json does too.
+/// reads the text as written; the two are compared only where serde_json does too. Nor
+/// when serde_json refuses the text: a lone UTF-16 surrogate escape (`"k\udb5e"`) is valid
+/// JSON that the text API reads (never selecting such a name) and no `Value` can hold.
 fn faithful_value(text: &str) -> Option<Value> {
     if mentions_serde_json_token(text) {
         return None;
