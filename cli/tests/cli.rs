@@ -920,3 +920,62 @@ fn extended_policies_need_the_flag_and_round_trip_with_ae1() {
     assert_exit(&o, 0);
     assert_eq!(stdout(&o), doc);
 }
+
+/// Issue 23, item 1: a property name with a lone UTF-16 surrogate escape (valid JSON, which
+/// the official JavaScript SDK encrypts and writes back unchanged) no longer makes the
+/// document unreadable; messages escape control characters in the names they print.
+mod lone_surrogate_names {
+    use super::*;
+
+    const POLICY: &str = r#"{"includedPaths":[{"path":"/a","clientEncryptionKeyId":"cek1","encryptionType":"Deterministic","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256"}],"policyFormatVersion":2}"#;
+
+    fn run(d: &Dir, local: &str, args: &[&str], input: &str) -> Output {
+        let mut all = vec![args[0]];
+        all.extend([
+            "--store",
+            s(&d.path("keys.json")),
+            "--policy",
+            s(&d.path("surr-policy.json")),
+            "--local-kek",
+            local,
+        ]);
+        all.extend(&args[1..]);
+        ae(&all, Some(input))
+    }
+
+    #[test]
+    fn the_reproducer_encrypts_and_decrypts_strict_and_lenient() {
+        let (d, local) = sdk_setup("surr");
+        d.write("surr-policy.json", POLICY);
+        let doc = "{\"id\":\"1\",\"a\":\"x\",\"k\\udb5e\":\"value\"}\n";
+        let o = run(&d, &local, &["encrypt"], doc);
+        assert_exit(&o, 0);
+        let enc = stdout(&o);
+        assert!(enc.ends_with(",\"k\\udb5e\":\"value\"}\n"), "{enc}");
+        assert!(!enc.contains("\"a\":\"x\""), "{enc}");
+        for args in [&["decrypt"][..], &["decrypt", "--lenient"]] {
+            let o = run(&d, &local, args, &enc);
+            assert_exit(&o, 0);
+            assert_eq!(stdout(&o), doc, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn errors_print_such_names_escaped() {
+        let (d, local) = sdk_setup("surr-err");
+        d.write("surr-policy.json", POLICY);
+        let o = run(
+            &d,
+            &local,
+            &["decrypt"],
+            "{\"a\":{\"k\\udb5e\\u001b[2J\":\"bad!\"}}\n",
+        );
+        assert_exit(&o, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains(r"malformed ciphertext at /a/k\udb5e\u001b[2J (key 'cek1')"),
+            "{err}"
+        );
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+    }
+}
