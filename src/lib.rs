@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod atomic_file;
 pub mod cipher;
 #[cfg(feature = "cosmos")]
 pub mod cosmos;

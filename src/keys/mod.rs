@@ -26,6 +26,8 @@ mod resolver;
 mod resource;
 pub(crate) mod store;
 
+/// Also at [`crate::atomic_file::atomic_write`], beside the streaming writer it is built on.
+pub use crate::atomic_file::atomic_write;
 #[cfg(feature = "azure-key-vault")]
 pub use azure::{
     AzureKeyVaultOptions, AzureKeyVaultProvider, CredentialChain, DefaultCredentialOptions,
@@ -45,6 +47,6 @@ pub use resource::{AZURE_KEY_VAULT, ClientEncryptionKeyResource, KeyWrapMetadata
 #[cfg(feature = "test-util")]
 pub use store::WriteFailPoint;
 pub use store::{
-    ImportReport, InMemoryKeyStore, JsonFileKeyStore, KeyStore, atomic_write, export_json,
-    export_keys, import_keys, parse_key_array,
+    ImportReport, InMemoryKeyStore, JsonFileKeyStore, KeyStore, export_json, export_keys,
+    import_keys, parse_key_array,
 };

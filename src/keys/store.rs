@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use sha2::{Digest, Sha256};
 
+use crate::atomic_file::{AtomicFile, NonRegularFile, atomic_write};
 use crate::error::{Error, Result};
 use crate::keys::ClientEncryptionKeyResource;
 
@@ -443,6 +444,8 @@ impl KeyStore for InMemoryKeyStore {
 /// - Every change is one atomic write ([`atomic_write`]: a temporary file in the same
 ///   directory, fsync, rename over the file, fsync of the directory), under an advisory
 ///   lock on `<file>.lock` (which is left in place: removing it would race).
+/// - A new file is readable by its owner only (mode `0600` on Unix); a rewritten file
+///   keeps its permissions (see [`atomic_file`](crate::atomic_file)).
 /// - Before it writes, the store compares the file on disk with what it loaded. If another
 ///   writer changed it in between, nothing is written and the change fails with
 ///   [`Error::KeyStoreConflict`]: a concurrent change is never lost silently. Call
@@ -730,11 +733,7 @@ impl JsonFileKeyStore {
     }
 
     fn read_file(&self) -> Result<Vec<u8>> {
-        std::fs::read(&self.path).map_err(|source| Error::Io {
-            path: self.path.clone(),
-            action: "reading the key store file",
-            source,
-        })
+        read_store_file(&self.path)
     }
 
     fn store_name(&self) -> String {
@@ -762,17 +761,47 @@ impl JsonFileKeyStore {
         let mut keys = state.keys.clone();
         f(&mut keys)?;
         let bytes = serialize_store(&keys);
-        #[cfg(any(test, feature = "test-util"))]
-        let fail = lock(&self.fail_point).take();
-        #[cfg(not(any(test, feature = "test-util")))]
-        let fail = None;
-        atomic_write_inner(&self.path, &bytes, fail)?;
+        self.write_file(&self.path, &bytes)?;
         *state = FileState {
             keys,
             digest: digest(&bytes),
         };
         Ok(())
     }
+
+    /// Replaces the file `real` with `bytes` (an [`AtomicFile`]; never a device or pipe).
+    fn write_file(&self, real: &Path, bytes: &[u8]) -> Result<()> {
+        let mut out = AtomicFile::create(real, NonRegularFile::Refuse)?;
+        let write_error = |out: &AtomicFile, source| Error::Io {
+            path: out.writing_to().to_owned(),
+            action: "writing",
+            source,
+        };
+        #[cfg(any(test, feature = "test-util"))]
+        match lock(&self.fail_point).take() {
+            Some(WriteFailPoint::MidWrite) => {
+                let half = out
+                    .write_all(&bytes[..bytes.len() / 2])
+                    .and_then(|()| out.flush());
+                half.map_err(|e| write_error(&out, e))?;
+                let injected = std::io::Error::other("injected failure mid-write");
+                return Err(write_error(&out, injected));
+            }
+            Some(WriteFailPoint::BeforeRename) => out.fail_before_rename(),
+            None => {}
+        }
+        out.write_all(bytes).map_err(|e| write_error(&out, e))?;
+        out.commit()
+    }
+}
+
+/// Reads a key store file.
+fn read_store_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        action: "reading the key store file",
+        source,
+    })
 }
 
 impl fmt::Debug for JsonFileKeyStore {
@@ -966,157 +995,6 @@ impl Drop for LockFile {
         // Closing the file releases the lock too; this only makes it prompt.
         let _ = self.0.unlock();
     }
-}
-
-/// Writes `bytes` to `path` atomically: to a new temporary file in the same directory,
-/// fsync, rename over `path`, fsync of the directory. Readers see the old file or the new
-/// one, never a mix; when anything fails the old file is untouched and the temporary file
-/// is removed. An existing file's permissions are kept; a new file is created readable by
-/// its owner only (on Unix). A symbolic link is followed: the file it points to is
-/// replaced and the link kept.
-///
-/// # Errors
-///
-/// [`Error::Io`] naming the file or directory and the step that failed, or when `path`
-/// exists and is not a regular file (a directory, a device such as `/dev/null`, a pipe);
-/// [`Error::Random`] when the OS random number generator (used to name the temporary
-/// file) fails.
-///
-/// # Examples
-///
-/// ```
-/// use always_encrypted::keys::atomic_write;
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let dir = std::env::temp_dir().join(format!("ae-doc-atomic-{}", std::process::id()));
-/// # let _ = std::fs::remove_dir_all(&dir);
-/// # std::fs::create_dir_all(&dir)?;
-/// let path = dir.join("policy.json");
-/// atomic_write(&path, b"{}")?;
-/// atomic_write(&path, br#"{"policyFormatVersion": 2}"#)?;
-/// assert_eq!(std::fs::read_to_string(&path)?, r#"{"policyFormatVersion": 2}"#);
-/// assert_eq!(std::fs::read_dir(&dir)?.count(), 1); // no temporary file left behind
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok(()) }
-/// ```
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    atomic_write_inner(path, bytes, None)
-}
-
-#[cfg(any(test, feature = "test-util"))]
-type FailPoint = Option<WriteFailPoint>;
-#[cfg(not(any(test, feature = "test-util")))]
-type FailPoint = Option<std::convert::Infallible>;
-
-fn atomic_write_inner(path: &Path, bytes: &[u8], fail: FailPoint) -> Result<()> {
-    let io = |path: &Path, action: &'static str| {
-        let path = path.to_owned();
-        move |source| Error::Io {
-            path,
-            action,
-            source,
-        }
-    };
-    // Follow a symbolic link, so that the file it points to is replaced and the link kept;
-    // refuse anything but a regular file (renaming over a device or a pipe would replace
-    // it with a regular file).
-    let resolved = std::fs::canonicalize(path).ok();
-    let path = resolved.as_deref().unwrap_or(path);
-    if let Ok(meta) = std::fs::metadata(path)
-        && !meta.is_file()
-    {
-        return Err(Error::Io {
-            path: path.to_owned(),
-            action: "writing",
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file (a directory, device or pipe)",
-            ),
-        });
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Io {
-            path: path.to_owned(),
-            action: "writing",
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let existing = std::fs::metadata(path).ok();
-    let (tmp_path, mut tmp) = create_temp(&dir, &file_name)?;
-    let result = (|| {
-        #[cfg(any(test, feature = "test-util"))]
-        if fail == Some(WriteFailPoint::MidWrite) {
-            tmp.write_all(&bytes[..bytes.len() / 2])
-                .map_err(io(&tmp_path, "writing"))?;
-            return Err(Error::Io {
-                path: tmp_path.clone(),
-                action: "writing",
-                source: std::io::Error::other("injected failure mid-write"),
-            });
-        }
-        tmp.write_all(bytes).map_err(io(&tmp_path, "writing"))?;
-        if let Some(meta) = &existing {
-            tmp.set_permissions(meta.permissions())
-                .map_err(io(&tmp_path, "setting permissions of"))?;
-        }
-        tmp.sync_all().map_err(io(&tmp_path, "syncing"))?;
-        #[cfg(any(test, feature = "test-util"))]
-        if fail == Some(WriteFailPoint::BeforeRename) {
-            return Err(Error::Io {
-                path: tmp_path.clone(),
-                action: "renaming",
-                source: std::io::Error::other("injected failure before rename"),
-            });
-        }
-        #[cfg(not(any(test, feature = "test-util")))]
-        let _ = fail;
-        std::fs::rename(&tmp_path, path).map_err(io(path, "renaming a temporary file over"))
-    })();
-    drop(tmp);
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp_path);
-        return Err(e);
-    }
-    // Make the rename itself durable.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(&dir, "syncing the directory"))
-}
-
-/// Creates `.<name>.tmp-<random>` in `dir`, new (never an existing file).
-fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
-    let mut last_err = None;
-    for _ in 0..8 {
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd).map_err(Error::Random)?;
-        let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp_path = dir.join(format!(".{name}.tmp-{suffix}"));
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        match opts.open(&tmp_path) {
-            Ok(f) => return Ok((tmp_path, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
-            Err(source) => {
-                return Err(Error::Io {
-                    path: tmp_path,
-                    action: "creating a temporary file",
-                    source,
-                });
-            }
-        }
-    }
-    Err(Error::Io {
-        path: dir.to_owned(),
-        action: "creating a temporary file in",
-        source: last_err.unwrap_or_else(|| std::io::ErrorKind::AlreadyExists.into()),
-    })
 }
 
 /// Exports keys from `store`: the ones named in `ids` (in that order), or all of them when
