@@ -16,7 +16,7 @@ use always_encrypted::{
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::CliError;
-use crate::output::AtomicFile;
+use crate::output;
 use crate::pipeline::{self, PipelineError, Summary};
 use crate::progress::Bar;
 use crate::{
@@ -240,13 +240,13 @@ pub(crate) async fn keys(g: &GlobalArgs, cmd: KeysCommand) -> Result<(), CliErro
             .map_err(|e| CliError::library("exporting keys", e))?;
             match output {
                 Some(path) => {
-                    let out_err = |source| CliError::Output {
-                        path: Some(path.clone()),
-                        source,
-                    };
-                    let mut f = AtomicFile::create(&path).map_err(out_err)?;
-                    f.write_all(json.as_bytes()).map_err(out_err)?;
-                    f.commit().map_err(out_err)
+                    let mut f = output::create(&path)?;
+                    f.write_all(json.as_bytes())
+                        .map_err(|source| CliError::Output {
+                            path: Some(path.clone()),
+                            source,
+                        })?;
+                    output::commit(f, &path)
                 }
                 None => stdout.write_all(json.as_bytes()).map_err(out_err),
             }
@@ -320,16 +320,10 @@ where
     };
     let result = match &io_args.output {
         Some(path) => {
-            let mut file = AtomicFile::create(path).map_err(|source| CliError::Output {
-                path: Some(path.clone()),
-                source,
-            })?;
+            let mut file = output::create(path)?;
             let summary = pipeline::run(input, &mut file, threads, &bar, transform)
                 .map_err(|e| map_err(e, &io_args.output))?;
-            file.commit().map_err(|source| CliError::Output {
-                path: Some(path.clone()),
-                source,
-            })?;
+            output::commit(file, path)?;
             Ok(summary)
         }
         None => {

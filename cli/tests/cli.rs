@@ -979,3 +979,268 @@ mod lone_surrogate_names {
         assert!(!err.contains('\u{1b}'), "{err:?}");
     }
 }
+
+/// Issue 19, item 3: `-o` files hold plaintext, so a new one is readable by its owner
+/// only from its first byte, whatever the umask, and an existing one keeps its mode.
+#[cfg(unix)]
+mod private_output {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The permission bits, in octal.
+    fn mode(p: &Path) -> String {
+        format!(
+            "{:o}",
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+        )
+    }
+
+    /// `ae decrypt` of the SDK's documents to `out`, run under umask 022 (the usual one,
+    /// which leaves a plain new file readable by everyone).
+    fn decrypt_to(d: &Dir, local: &str, out: &Path) -> Output {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_ae"))
+            .args([
+                "decrypt",
+                "--no-progress",
+                "--store",
+                s(&d.path("keys.json")),
+                "--policy",
+                s(&d.path("policy.json")),
+                "--local-kek",
+                local,
+                "-i",
+                s(&d.path("enc.ndjson")),
+                "-o",
+                s(out),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        o
+    }
+
+    #[test]
+    fn a_new_output_file_is_private_under_umask_022() {
+        let (d, local) = sdk_setup("private-new");
+        let out = d.path("new-plain.ndjson");
+        decrypt_to(&d, &local, &out);
+        assert_eq!(mode(&out), "600");
+        assert_eq!(
+            d.read("new-plain.ndjson").lines().count(),
+            vector("plain.ndjson").lines().count()
+        );
+    }
+
+    #[test]
+    fn an_existing_output_file_keeps_its_mode() {
+        let (d, local) = sdk_setup("private-existing");
+        let out = d.path("plain.ndjson");
+        for m in [0o600, 0o640] {
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(m)).unwrap();
+            decrypt_to(&d, &local, &out);
+            assert_eq!(mode(&out), format!("{m:o}"));
+        }
+        // Through a symbolic link: the file it points to keeps its mode, the link stays.
+        let link = d.path("link.ndjson");
+        std::os::unix::fs::symlink(&out, &link).unwrap();
+        decrypt_to(&d, &local, &link);
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(mode(&out), "640");
+    }
+
+    /// While `ae` is still writing, the temporary file already has the final mode: 0600
+    /// for a new output, the target's mode for an existing one.
+    #[test]
+    fn the_temporary_file_is_private_while_it_is_written() {
+        use std::io::Write;
+        let (d, local) = sdk_setup("private-temp");
+        let existing = d.write("existing.ndjson", "old\n");
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o640)).unwrap();
+        for (name, want) in [("new.ndjson", "600"), ("existing.ndjson", "640")] {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg("umask 022 && exec \"$0\" \"$@\"")
+                .arg(env!("CARGO_BIN_EXE_ae"))
+                .args([
+                    "encrypt",
+                    "--no-progress",
+                    "--store",
+                    s(&d.path("keys.json")),
+                    "--policy",
+                    s(&d.path("policy.json")),
+                    "--local-kek",
+                    &local,
+                    "-o",
+                    s(&d.path(name)),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut input = child.stdin.take().unwrap();
+            let plain = vector("plain.ndjson");
+            // Enough documents to fill the output buffer; the input stays open.
+            for _ in 0..400 {
+                input.write_all(plain.as_bytes()).unwrap();
+            }
+            input.flush().unwrap();
+            let prefix = format!(".{name}.tmp-");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let temp = loop {
+                let written = std::fs::read_dir(&d.0).unwrap().find_map(|e| {
+                    let e = e.unwrap();
+                    let started = e.file_name().to_string_lossy().starts_with(&prefix);
+                    (started && e.metadata().unwrap().len() > 0).then(|| e.path())
+                });
+                if let Some(t) = written {
+                    break t;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no temporary file written"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let got = mode(&temp);
+            child.kill().unwrap();
+            child.wait().unwrap();
+            assert_eq!(got, want, "{name}: the mode while it is written");
+        }
+        assert_eq!(d.read("existing.ndjson"), "old\n");
+    }
+
+    /// `ae keys export -o` (wrapped keys) gets a private new file too.
+    #[test]
+    fn keys_export_writes_a_private_file() {
+        let (d, _) = sdk_setup("private-export");
+        let out = d.path("export.json");
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_ae"))
+            .args([
+                "keys",
+                "export",
+                "--store",
+                s(&d.path("keys.json")),
+                "-o",
+                s(&out),
+            ])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        assert_eq!(mode(&out), "600");
+        assert!(d.read("export.json").contains("cek1"));
+    }
+
+    /// `-o /dev/stdout` with stdout a pipe streams to the pipe.
+    #[test]
+    fn dev_stdout_streams_to_the_pipe() {
+        let (d, local) = sdk_setup("private-devstdout");
+        let o = ae(
+            &[
+                "decrypt",
+                "--store",
+                s(&d.path("keys.json")),
+                "--policy",
+                s(&d.path("policy.json")),
+                "--local-kek",
+                &local,
+                "-i",
+                s(&d.path("enc.ndjson")),
+                "-o",
+                "/dev/stdout",
+            ],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(
+            stdout(&o).lines().count(),
+            vector("plain.ndjson").lines().count()
+        );
+    }
+
+    /// An existing output keeps its group (root may set it). A user who may not keep the
+    /// group (not a member) writes the file with the group bits cleared, so the group it
+    /// now belongs to cannot read what only the old group could. Needs root and
+    /// `setpriv`; skipped otherwise.
+    #[test]
+    fn the_group_is_kept_or_loses_its_access() {
+        use std::os::unix::fs::MetadataExt;
+        let (d, local) = sdk_setup("private-group");
+        let out = d.path("shared.ndjson");
+        std::fs::write(&out, "old\n").unwrap();
+        if std::os::unix::fs::chown(&out, None, Some(4242)).is_err() {
+            eprintln!("skipped: needs root to set the group of a file");
+            return;
+        }
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+        decrypt_to(&d, &local, &out);
+        let meta = std::fs::metadata(&out).unwrap();
+        assert_eq!((meta.gid(), mode(&out)), (4242, "640".to_owned()));
+
+        // As user and group 65534 (nobody), not a member of group 4242, in a directory
+        // it may write.
+        std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let o = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+            ])
+            .arg("umask 022 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_ae"))
+            .args([
+                "decrypt",
+                "--no-progress",
+                "--store",
+                s(&d.path("keys.json")),
+                "--policy",
+                s(&d.path("policy.json")),
+                "--local-kek",
+                &local,
+                "-i",
+                s(&d.path("enc.ndjson")),
+                "-o",
+                s(&out),
+            ])
+            .output();
+        let Ok(o) = o else {
+            eprintln!("skipped: no setpriv");
+            return;
+        };
+        assert_exit(&o, 0);
+        let meta = std::fs::metadata(&out).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), mode(&out)),
+            (65534, 65534, "600".to_owned())
+        );
+    }
+
+    /// A device is still written directly (not replaced by a regular file).
+    #[test]
+    fn dev_null_stays_a_device() {
+        use std::os::unix::fs::FileTypeExt;
+        let (d, local) = sdk_setup("private-devnull");
+        decrypt_to(&d, &local, Path::new("/dev/null"));
+        assert!(
+            std::fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
+}
