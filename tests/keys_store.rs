@@ -183,6 +183,7 @@ async fn two_writers_cannot_silently_overwrite_each_other() {
     let a = JsonFileKeyStore::open(&path).unwrap();
     let b = JsonFileKeyStore::open(&path).unwrap();
     a.create(cek("from-a", 1)).await.unwrap();
+    let from_a = a.read("from-a").await.unwrap().unwrap();
     // B loaded the file before A's write: its write would drop A's key, so it is refused.
     let e = b.create(cek("from-b", 2)).await.unwrap_err();
     assert!(matches!(e, Error::KeyStoreConflict { .. }), "{e}");
@@ -193,8 +194,8 @@ async fn two_writers_cannot_silently_overwrite_each_other() {
     );
     b.reload().unwrap();
     b.create(cek("from-b", 2)).await.unwrap();
-    // A is stale now; a replace or delete from it is refused too.
-    let from_a = a.read("from-a").await.unwrap().unwrap();
+    // A has not looked at the file since B's write: a replace or delete from it is refused
+    // too.
     assert!(matches!(
         a.replace(&from_a, cek("from-a", 3)).await,
         Err(Error::KeyStoreConflict { .. })
@@ -434,5 +435,101 @@ fn atomic_write_follows_links_and_refuses_devices() {
             .unwrap()
             .file_type()
             .is_char_device()
+    );
+}
+
+/// Issue 19, item 8: two writers reaching one store through a symbolic link and through
+/// its target take the same lock, so neither rename drops the other's key.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_through_a_link_and_its_target_share_one_lock() {
+    let dir = TempDir::new("store-link-lock");
+    let real = dir.join("keys.json");
+    let link = dir.join("link.json");
+    JsonFileKeyStore::create(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let writers: Vec<_> = [real.clone(), link.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(w, path)| {
+            tokio::task::spawn_blocking(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let store = JsonFileKeyStore::open(&path).unwrap();
+                for i in 0..25 {
+                    let key = cek(&format!("w{w}-{i:02}"), 1);
+                    let mut conflicts = 0;
+                    loop {
+                        match rt.block_on(store.create(key.clone())) {
+                            Ok(()) => break,
+                            Err(Error::KeyStoreConflict { .. }) => {
+                                conflicts += 1;
+                                assert!(conflicts < 10_000);
+                                store.reload().unwrap();
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let keys = JsonFileKeyStore::open(&real).unwrap().list().await.unwrap();
+    assert_eq!(
+        keys.len(),
+        50,
+        "every writer's keys are there: {:?}",
+        ids(&keys)
+    );
+    // One lock file, beside the file the link points to; the link is still a link.
+    assert_eq!(dir.names(), ["keys.json", "keys.json.lock", "link.json"]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+/// Issue 19, item 8: `read` of a key it has loaded still looks at the file, as `list`
+/// does, so a key another process rewrapped (or deleted) is not served stale.
+#[tokio::test]
+async fn read_sees_a_key_another_writer_rewrapped_or_deleted() {
+    let dir = TempDir::new("store-read-fresh");
+    let path = dir.join("keys.json");
+    let mine = JsonFileKeyStore::create(&path).unwrap();
+    mine.create(cek("a", 1)).await.unwrap();
+    mine.create(cek("b", 1)).await.unwrap();
+    assert_eq!(mine.read("a").await.unwrap(), Some(cek("a", 1)));
+
+    let other = JsonFileKeyStore::open(&path).unwrap();
+    let a = other.read("a").await.unwrap().unwrap();
+    let rewrapped = a.with_wrapping(a.key_wrap_metadata().clone(), vec![2; 256]);
+    other.replace(&a, rewrapped.clone()).await.unwrap();
+    assert_eq!(mine.read("a").await.unwrap(), Some(rewrapped));
+
+    other.delete("b").await.unwrap();
+    assert_eq!(mine.read("b").await.unwrap(), None);
+    // And a change of mine after that is checked against the file as it is now.
+    mine.create(cek("c", 3)).await.unwrap();
+    assert_eq!(ids(&other.list().await.unwrap()), ["a", "c"]);
+}
+
+/// `read` names a file that became corrupt instead of serving what it loaded before.
+#[tokio::test]
+async fn read_reports_a_file_that_became_corrupt() {
+    let dir = TempDir::new("store-read-corrupt");
+    let path = dir.join("keys.json");
+    let store = JsonFileKeyStore::create(&path).unwrap();
+    store.create(cek("a", 1)).await.unwrap();
+    std::fs::write(&path, "[{\"id\":").unwrap();
+    let e = store.read("a").await.unwrap_err();
+    assert!(
+        matches!(&e, Error::CorruptKeyStore { path: p, .. } if *p == path),
+        "{e}"
     );
 }

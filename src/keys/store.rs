@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use crate::atomic_file::{AtomicFile, NonRegularFile, atomic_write};
+use crate::atomic_file::{self, AtomicFile, NonRegularFile, atomic_write};
 use crate::error::{Error, Result};
 use crate::keys::ClientEncryptionKeyResource;
 
@@ -44,8 +44,8 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// # Errors
     ///
     /// When the store cannot be read: for [`JsonFileKeyStore`], [`Error::Io`] or
-    /// [`Error::CorruptKeyStore`] when it looks at its file again; for a service-backed
-    /// store, that service's error.
+    /// [`Error::CorruptKeyStore`] when its file cannot be read again or no longer parses;
+    /// for a service-backed store, that service's error.
     ///
     /// # Examples
     ///
@@ -71,8 +71,8 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     ///
-    /// When the store cannot be read (a service-backed store's error; the built-in
-    /// in-memory and file stores list what they hold and do not fail).
+    /// When the store cannot be read: as for [`read`](Self::read) (the in-memory store
+    /// does not fail).
     ///
     /// # Examples
     ///
@@ -438,12 +438,14 @@ impl KeyStore for InMemoryKeyStore {
 /// A key store in a JSON file holding a JSON array of client encryption key resources
 /// (the format [`export_json`] writes and `ae` reads).
 ///
-/// - Reads are served from the keys loaded when the store was opened; a read of an id that
-///   is not there, and every `list`, look at the file again, so keys other processes
-///   added are found. [`reload`](Self::reload) re-reads it explicitly.
+/// - Every `read` and `list` looks at the file again (and parses it when its bytes
+///   changed), so a key another process added, rewrapped or deleted is seen.
+///   [`reload`](Self::reload) re-reads it explicitly.
 /// - Every change is one atomic write ([`atomic_write`]: a temporary file in the same
 ///   directory, fsync, rename over the file, fsync of the directory), under an advisory
-///   lock on `<file>.lock` (which is left in place: removing it would race).
+///   lock on `<file>.lock` (which is left in place: removing it would race). A symbolic
+///   link is followed: the lock, the read and the write are on the file it points to, so
+///   handles opened through a link and through its target exclude each other.
 /// - A new file is readable by its owner only (mode `0600` on Unix); a rewritten file
 ///   keeps its permissions (see [`atomic_file`](crate::atomic_file)).
 /// - Before it writes, the store compares the file on disk with what it loaded. If another
@@ -596,15 +598,16 @@ impl JsonFileKeyStore {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_owned();
         let bytes = serialize_store(&[]);
-        let _lock = LockFile::acquire(&path)?;
-        if path.exists() {
+        let real = atomic_file::resolve(&path)?;
+        let _lock = LockFile::acquire(&real)?;
+        if real.exists() {
             return Err(Error::Io {
                 path,
                 action: "creating the key store file",
                 source: std::io::ErrorKind::AlreadyExists.into(),
             });
         }
-        atomic_write(&path, &bytes)?;
+        atomic_write(&real, &bytes)?;
         Ok(Self::with_state(path, Vec::new(), digest(&bytes)))
     }
 
@@ -747,8 +750,11 @@ impl JsonFileKeyStore {
         f: impl FnOnce(&mut Vec<ClientEncryptionKeyResource>) -> Result<()>,
     ) -> Result<()> {
         let mut state = lock(&self.state);
-        let _lock = LockFile::acquire(&self.path)?;
-        let on_disk = self.read_file()?;
+        // Lock, read and write the file the path names now, links followed: every handle
+        // on this file takes the same lock, whichever path (or link) it was opened by.
+        let real = atomic_file::resolve(&self.path)?;
+        let _lock = LockFile::acquire(&real)?;
+        let on_disk = read_store_file(&real)?;
         if digest(&on_disk) != state.digest {
             // Say whether it is corrupt or was changed by someone else.
             parse_store(&self.path, &on_disk)?;
@@ -761,7 +767,7 @@ impl JsonFileKeyStore {
         let mut keys = state.keys.clone();
         f(&mut keys)?;
         let bytes = serialize_store(&keys);
-        self.write_file(&self.path, &bytes)?;
+        self.write_file(&real, &bytes)?;
         *state = FileState {
             keys,
             digest: digest(&bytes),
@@ -835,10 +841,8 @@ impl JsonFileKeyStore {
 #[async_trait::async_trait]
 impl KeyStore for JsonFileKeyStore {
     async fn read(&self, key_id: &str) -> Result<Option<ClientEncryptionKeyResource>> {
-        if let Some(k) = lock(&self.state).keys.iter().find(|k| k.id() == key_id) {
-            return Ok(Some(k.clone()));
-        }
-        // Not loaded: another process may have added it since.
+        // The file as it is now: another process may have added, rewrapped or deleted the
+        // key since it was loaded.
         let state = self.refreshed()?;
         Ok(state.keys.iter().find(|k| k.id() == key_id).cloned())
     }
@@ -967,6 +971,8 @@ pub fn parse_key_array(json: &[u8]) -> Result<Vec<ClientEncryptionKeyResource>> 
 struct LockFile(File);
 
 impl LockFile {
+    /// Locks `<path>.lock`; `path` has its links resolved ([`atomic_file::resolve`]), so
+    /// that every path to one file takes one lock.
     fn acquire(path: &Path) -> Result<Self> {
         let mut name = path.as_os_str().to_owned();
         name.push(".lock");
