@@ -76,12 +76,23 @@ fn ae(args: &[&str], stdin: Option<&str>) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    if let Some(text) = stdin {
+    // Feed stdin from a thread, so a child that fills its stdout pipe before reading all
+    // of its input cannot deadlock the test. A child that exits early on an error closes
+    // its stdin, so a broken pipe here is expected, not a failure.
+    let feeder = stdin.map(|text| {
         use std::io::Write;
         let mut input = child.stdin.take().unwrap();
-        input.write_all(text.as_bytes()).unwrap();
+        let text = text.to_owned();
+        std::thread::spawn(move || match input.write_all(text.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.unwrap(),
+        })
+    });
+    let output = child.wait_with_output().unwrap();
+    if let Some(feeder) = feeder {
+        feeder.join().unwrap();
     }
-    child.wait_with_output().unwrap()
+    output
 }
 
 fn stdout(o: &Output) -> String {
