@@ -512,16 +512,24 @@ impl PreparedPolicy {
     /// Encrypts the selected properties of `doc` in place.
     ///
     /// Numbers are typed as `serde_json` parsed them: an int64 is a Long, anything else a
-    /// Double (`1.0` stays a Double). Transactional: on error `doc` is unchanged.
+    /// Double (`1.0` stays a Double), as [`encrypt_str`](Self::encrypt_str) types the
+    /// same text, with two limits a `Value` imposes. `-0.0` under a selected path is
+    /// refused: serde_json reads the literal `-0` (a Long 0 in text) and `-0.0` (a Double)
+    /// alike, and either guess would store different bytes than the text for one of them.
+    /// And serde_json rounds an integer literal beyond the 64-bit range to a double while
+    /// parsing, before this crate sees it: it is stored as that Double, where
+    /// [`encrypt_str`](Self::encrypt_str) refuses the literal. To type numbers from the
+    /// text as written, encrypt the text. Transactional: on error `doc` is unchanged.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidDocument`] when `doc` is not an object or nests too deeply;
     /// [`Error::UnsupportedValue`] for a value that cannot be stored (an integer with no
-    /// exact int64 or double, a non-string `/id`); [`Error::KeyUnavailable`] for a present
-    /// property whose key is unavailable; [`Error::LimitExceeded`] for a document over a
-    /// limit of [`PrepareOptions`]; [`Error::Random`] if a Randomized value cannot get an
-    /// IV (the operating system's random number generator failed). Errors name the path.
+    /// exact int64 or double, `-0.0`, a non-string `/id`); [`Error::KeyUnavailable`] for a
+    /// present property whose key is unavailable; [`Error::LimitExceeded`] for a document
+    /// over a limit of [`PrepareOptions`]; [`Error::Random`] if a Randomized value cannot
+    /// get an IV (the operating system's random number generator failed). Errors name the
+    /// path.
     ///
     /// # Examples
     ///
@@ -1204,7 +1212,8 @@ impl PreparedPolicy {
     /// (a JSON Pointer: `/ssn`, or `/o/x` under an encrypted `/o`), exactly as that
     /// property's stored leaves are. `number_type` picks Long or Double for numbers (an
     /// equality match needs the stored type); `None` types them as parsed (int64: Long,
-    /// else Double). `null` stays `null`.
+    /// `-0.0` refused, else Double), as [`encrypt_document`](Self::encrypt_document) does.
+    /// `null` stays `null`.
     ///
     /// # Errors
     ///

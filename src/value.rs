@@ -9,9 +9,19 @@
 //! | 4 | Long | 8 bytes, two's-complement int64 little-endian |
 //! | 5 | String | UTF-8 bytes |
 //!
-//! Numbers follow the .NET rule: an integer literal that fits int64 is a Long, anything
-//! else (a fraction, an exponent, an integer outside int64) is a Double; an integer that
-//! fits neither an int64 nor a double exactly is refused rather than rounded.
+//! Numbers in JSON text follow the .NET rule, decided from the literal: an integer literal
+//! that fits int64 is a Long (`-0` too: Long 0), anything else (a fraction, an exponent, an
+//! integer outside int64) is a Double; an integer literal that fits neither an int64 nor a
+//! double exactly is refused rather than rounded
+//! ([`Plaintext::from_number_literal`]).
+//!
+//! A `serde_json::Value` has lost the literal, so [`Plaintext::from_number`] types what
+//! serde_json kept: an int64 is a Long, any other number a Double, except `-0.0`, which is
+//! refused: serde_json reads both `-0` (a Long 0 in text) and `-0.0` (a Double) as
+//! `-0.0`, and a guess would give a different ciphertext than the text for one of them.
+//! serde_json itself rounds an integer literal beyond the 64-bit range to a double
+//! while parsing, before this crate sees it: such a number reaches the `Value` API as
+//! that Double, where the text API refuses it.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
@@ -210,21 +220,25 @@ impl<'a> Plaintext<'a> {
         }
     }
 
-    /// Serializes a parsed JSON number: an int64 is a Long, anything else a Double.
+    /// Serializes a parsed JSON number: an int64 is a Long, anything else a Double; `-0.0`
+    /// is refused.
     ///
     /// `serde_json` has already decided the literal's fate: `1.0` is a Double, `1` a
-    /// Long, and an integer beyond `u64` was parsed as a double by `serde_json` itself.
-    /// To classify exactly from the literal text, use
+    /// Long, an integer literal beyond the 64-bit range was rounded to a double by
+    /// `serde_json` itself, and both `-0` and `-0.0` became the double `-0.0`. The text
+    /// rule makes `-0` a Long 0 and `-0.0` a Double, so a `-0.0` here cannot be typed
+    /// without guessing, and is refused. To classify exactly from the literal text, use
     /// [`from_number_literal`](Self::from_number_literal).
     ///
     /// # Errors
     ///
-    /// [`Error::UnsupportedValue`] for an integer above `i64::MAX` that has no exact
-    /// double.
+    /// [`Error::UnsupportedValue`] for `-0.0`, and for an integer above `i64::MAX` that
+    /// has no exact double.
     ///
     /// # Examples
     ///
     /// ```
+    /// use always_encrypted::Error;
     /// use always_encrypted::value::{Plaintext, TypeMarker};
     /// use serde_json::Number;
     ///
@@ -233,7 +247,11 @@ impl<'a> Plaintext<'a> {
     /// let big = Number::from(1u64 << 63);
     /// assert_eq!(Plaintext::from_number(&big)?.marker(), TypeMarker::Double);
     /// assert!(Plaintext::from_number(&Number::from(u64::MAX)).is_err());
-    /// # Ok::<(), always_encrypted::Error>(())
+    /// // serde_json reads the literal -0 as -0.0: refused, where 0 and 0.0 are not.
+    /// let negative_zero: Number = serde_json::from_str("-0")?;
+    /// let refused = Plaintext::from_number(&negative_zero);
+    /// assert!(matches!(refused, Err(Error::UnsupportedValue { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_number(n: &Number) -> Result<Plaintext<'static>> {
         if let Some(i) = n.as_i64() {
@@ -243,6 +261,7 @@ impl<'a> Plaintext<'a> {
             return exact_u64_as_double(u);
         }
         match n.as_f64() {
+            Some(x) if is_negative_zero(x) => Err(unsupported(NEGATIVE_ZERO)),
             Some(x) => Plaintext::double(x),
             None => Err(unsupported(
                 "a number that is neither an integer nor a double",
@@ -366,6 +385,54 @@ impl<'a> Plaintext<'a> {
             reason,
         })
     }
+}
+
+const NEGATIVE_ZERO: &str = "-0.0 in a serde_json Value is ambiguous: serde_json reads both the \
+     literal -0 (a Long 0 in JSON text) and -0.0 (a Double) as -0.0; encrypt the JSON text \
+     instead (the text API types it from the literal), or use 0";
+
+fn is_negative_zero(x: f64) -> bool {
+    x == 0.0 && x.is_sign_negative()
+}
+
+/// A parsed number typed as a Long: an int64, or a double whose value is an integer that
+/// fits int64 (`1.0`, `-0.0`).
+pub(crate) fn long_from_number(n: &Number) -> Result<Plaintext<'static>> {
+    if let Some(i) = n.as_i64() {
+        return Ok(Plaintext::long(i));
+    }
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    match n.as_f64() {
+        Some(x) if n.is_f64() && x.fract() == 0.0 && (-TWO_63..TWO_63).contains(&x) => {
+            // In range and integral, so the conversion is exact.
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(Plaintext::long(x as i64))
+        }
+        _ => Err(unsupported(
+            "the number is not an integer that fits an int64, so it cannot be a Long",
+        )),
+    }
+}
+
+/// A parsed number typed as a Double, refusing an integer that has no exact double.
+pub(crate) fn double_from_number(n: &Number) -> Result<Plaintext<'static>> {
+    let inexact = || unsupported("the number has no exact double, so it cannot be a Double");
+    if let Some(i) = n.as_i64() {
+        #[allow(clippy::cast_precision_loss)] // checked for exactness just below
+        let x = i as f64;
+        // i64::MAX as f64 is 2^63, which saturates back to i64::MAX: compare in i128.
+        #[allow(clippy::cast_possible_truncation)]
+        let back = x as i128;
+        return if back == i128::from(i) {
+            Plaintext::double(x)
+        } else {
+            Err(inexact())
+        };
+    }
+    if let Some(u) = n.as_u64() {
+        return exact_u64_as_double(u).map_err(|_| inexact());
+    }
+    Plaintext::double(n.as_f64().ok_or_else(inexact)?)
 }
 
 fn exact_u64_as_double(u: u64) -> Result<Plaintext<'static>> {
@@ -1049,6 +1116,81 @@ mod tests {
         ] {
             assert!(literal(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn typed(r: Result<Plaintext<'static>>) -> Option<(TypeMarker, Vec<u8>)> {
+        r.ok().map(|p| (p.marker(), p.as_bytes().to_vec()))
+    }
+
+    fn long(n: i64) -> Option<(TypeMarker, Vec<u8>)> {
+        Some((TypeMarker::Long, n.to_le_bytes().to_vec()))
+    }
+
+    fn double(x: f64) -> Option<(TypeMarker, Vec<u8>)> {
+        Some((TypeMarker::Double, x.to_le_bytes().to_vec()))
+    }
+
+    #[test]
+    fn a_parsed_negative_zero_is_refused_as_ambiguous() {
+        // serde_json reads `-0` (Long 0 in text) and `-0.0` (a Double) alike.
+        for text in ["-0", "-0.0", "-0e3", "-1e-400"] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert!(
+                matches!(
+                    Plaintext::from_json(&v),
+                    Err(Error::UnsupportedValue { .. })
+                ),
+                "{text}"
+            );
+        }
+        assert_eq!(literal("-0").unwrap(), (TypeMarker::Long, vec![0; 8]));
+        assert_eq!(
+            literal("-0.0").unwrap(),
+            (TypeMarker::Double, (-0.0f64).to_le_bytes().to_vec())
+        );
+        // 0 and 0.0 are not ambiguous.
+        for (text, marker) in [("0", TypeMarker::Long), ("0.0", TypeMarker::Double)] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(Plaintext::from_json(&v).unwrap().marker(), marker);
+        }
+    }
+
+    #[test]
+    fn numbers_typed_as_long_or_double() {
+        let n = |text: &str| serde_json::from_str::<Number>(text).unwrap();
+        assert_eq!(typed(long_from_number(&n("3"))), long(3));
+        assert_eq!(typed(long_from_number(&n("1.0"))), long(1));
+        assert_eq!(typed(long_from_number(&n("-0.0"))), long(0));
+        assert_eq!(
+            typed(long_from_number(&n("9.2e18"))),
+            long(9_200_000_000_000_000_000)
+        );
+        assert_eq!(
+            typed(long_from_number(&n("-9.223372036854775808e18"))),
+            long(i64::MIN)
+        );
+        for bad in [
+            "1.5",
+            "9.223372036854775808e18",
+            "9223372036854775808",
+            "1e300",
+        ] {
+            assert!(long_from_number(&n(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(typed(double_from_number(&n("3"))), double(3.0));
+        assert_eq!(typed(double_from_number(&n("-0.0"))), double(-0.0));
+        assert_eq!(
+            typed(double_from_number(&n("9007199254740992"))),
+            double(9_007_199_254_740_992.0)
+        );
+        assert!(double_from_number(&n("9007199254740993")).is_err());
+        assert!(double_from_number(&n("9223372036854775807")).is_err());
+        assert_eq!(
+            typed(double_from_number(&n("-9223372036854775808"))),
+            double(-(2f64.powi(63)))
+        );
+        assert!(double_from_number(&n("18446744073709551615")).is_err());
+        assert_eq!(typed(double_from_number(&n("2.5"))), double(2.5));
     }
 
     #[test]

@@ -127,10 +127,63 @@ fn prepare(policy: &ClientEncryptionPolicy) -> PreparedPolicy {
     common::prepare(policy, PrepareOptions::new())
 }
 
+/// Whether `v` holds a `-0.0`, which the Value API refuses under a selected path (serde_json
+/// reads both the literal `-0`, a Long 0 in text, and `-0.0`, a Double, as `-0.0`).
+fn has_negative_zero(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64().is_some_and(|x| x == 0.0 && x.is_sign_negative()),
+        Value::Array(a) => a.iter().any(has_negative_zero),
+        Value::Object(m) => m.values().any(has_negative_zero),
+        _ => false,
+    }
+}
+
+/// The Value API's encryption of `doc`; `None` when it refuses a `-0.0` (then `doc` is
+/// unchanged).
+fn encrypt_value(p: &PreparedPolicy, doc: &Value) -> Result<Option<Value>, TestCaseError> {
+    let mut enc = doc.clone();
+    match p.encrypt_document(&mut enc) {
+        Ok(()) => Ok(Some(enc)),
+        Err(always_encrypted::Error::UnsupportedValue { .. }) if has_negative_zero(doc) => {
+            prop_assert_eq!(&enc, doc);
+            Ok(None)
+        }
+        Err(e) => Err(TestCaseError::fail(format!("encrypt_document: {e}"))),
+    }
+}
+
 fn check_round_trips(p: &PreparedPolicy, doc: &Value) -> Result<(), TestCaseError> {
     // Value API.
-    let mut enc = doc.clone();
-    p.encrypt_document(&mut enc).unwrap();
+    if let Some(enc) = encrypt_value(p, doc)? {
+        check_value_round_trip(p, doc, &enc)?;
+    }
+    // Text API, compact and pretty: decrypting gives back the very text, because every
+    // leaf under a selected path comes back spelled as serde_json spells it.
+    for text in [
+        serde_json::to_string(doc).unwrap(),
+        serde_json::to_string_pretty(doc).unwrap(),
+    ] {
+        let enc_text = p.encrypt_str(&text).unwrap();
+        prop_assert_eq!(p.decrypt_str(&enc_text).unwrap(), text.clone());
+        let (lenient, report) = p.decrypt_str_lenient(&enc_text).unwrap();
+        prop_assert!(report.is_complete());
+        prop_assert_eq!(&lenient, &text);
+        // The Value API decrypts what the text API wrote.
+        let mut v: Value = serde_json::from_str(&enc_text).unwrap();
+        p.decrypt_document(&mut v).unwrap();
+        prop_assert_eq!(
+            &serde_json::to_string(&v).unwrap(),
+            &serde_json::to_string(doc).unwrap()
+        );
+    }
+    Ok(())
+}
+
+fn check_value_round_trip(
+    p: &PreparedPolicy,
+    doc: &Value,
+    enc: &Value,
+) -> Result<(), TestCaseError> {
     let mut dec = enc.clone();
     p.decrypt_document(&mut dec).unwrap();
     prop_assert_eq!(&dec, doc);
@@ -152,26 +205,7 @@ fn check_round_trips(p: &PreparedPolicy, doc: &Value) -> Result<(), TestCaseErro
             prop_assert_eq!(&enc[k], v);
         }
     }
-
-    // Text API, compact and pretty: decrypting gives back the very text, because every
-    // leaf under a selected path comes back spelled as serde_json spells it.
-    for text in [
-        serde_json::to_string(doc).unwrap(),
-        serde_json::to_string_pretty(doc).unwrap(),
-    ] {
-        let enc_text = p.encrypt_str(&text).unwrap();
-        prop_assert_eq!(p.decrypt_str(&enc_text).unwrap(), text.clone());
-        let (lenient, report) = p.decrypt_str_lenient(&enc_text).unwrap();
-        prop_assert!(report.is_complete());
-        prop_assert_eq!(&lenient, &text);
-        // The Value API decrypts what the text API wrote, and the other way round.
-        let mut v: Value = serde_json::from_str(&enc_text).unwrap();
-        p.decrypt_document(&mut v).unwrap();
-        prop_assert_eq!(
-            &serde_json::to_string(&v).unwrap(),
-            &serde_json::to_string(doc).unwrap()
-        );
-    }
+    // The text API decrypts what the Value API wrote.
     let from_value = p
         .decrypt_str(&serde_json::to_string(&enc).unwrap())
         .unwrap();
@@ -180,11 +214,12 @@ fn check_round_trips(p: &PreparedPolicy, doc: &Value) -> Result<(), TestCaseErro
 }
 
 /// With only Deterministic paths, the text API and the Value API write the same bytes.
+/// (Or the Value API refuses a `-0.0` it cannot type, where the text says which it is.)
 fn check_apis_agree(p: &PreparedPolicy, doc: &Value) -> Result<(), TestCaseError> {
-    let mut enc = doc.clone();
-    p.encrypt_document(&mut enc).unwrap();
     let text = p.encrypt_str(&serde_json::to_string(doc).unwrap()).unwrap();
-    prop_assert_eq!(text, serde_json::to_string(&enc).unwrap());
+    if let Some(enc) = encrypt_value(p, doc)? {
+        prop_assert_eq!(text, serde_json::to_string(&enc).unwrap());
+    }
     Ok(())
 }
 
@@ -247,8 +282,7 @@ fn generators_hit_selected_paths() {
         ] {
             let p = prepare(&build(&c, mode, false));
             let mut enc = doc.clone();
-            p.encrypt_document(&mut enc).unwrap();
-            if enc != doc {
+            if p.encrypt_document(&mut enc).is_ok() && enc != doc {
                 *count += 1;
             }
         }

@@ -8,14 +8,15 @@ use zeroize::Zeroize;
 use super::{Buffers, CellKey, Engine, KeySlot, Op, ROOT, Selected, SkippedProperty};
 use crate::error::{Error, Result};
 use crate::path::push_token;
-use crate::value::{Alphabet, Plaintext, plaintext_to_json};
+use crate::value::{Alphabet, Plaintext, double_from_number, long_from_number, plaintext_to_json};
 
 /// How numbers are typed when encrypting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Numbers {
-    /// As parsed: an int64 is a Long, anything else a Double.
+    /// As parsed ([`Plaintext::from_number`]): an int64 is a Long, `-0.0` is refused,
+    /// anything else is a Double.
     AsParsed,
-    /// Every number as a Long (it must be an int64).
+    /// Every number as a Long (its value must be an integer that fits int64).
     Long,
     /// Every number as a Double (it must have an exact double).
     Double,
@@ -246,13 +247,8 @@ impl<'e, 'a> Walk<'e, 'a> {
         match self.op {
             Op::Encrypt => {
                 let pt = match (v, self.numbers) {
-                    (Value::Number(n), Numbers::Long) => {
-                        Plaintext::long(n.as_i64().ok_or_else(|| Error::UnsupportedValue {
-                            path: String::new(),
-                            reason: "the number is not an int64, so it cannot be a Long".into(),
-                        })?)
-                    }
-                    (Value::Number(n), Numbers::Double) => Plaintext::double(exact_f64(n)?)?,
+                    (Value::Number(n), Numbers::Long) => long_from_number(n)?,
+                    (Value::Number(n), Numbers::Double) => double_from_number(n)?,
                     _ => Plaintext::from_json(v)?,
                 };
                 let mut s =
@@ -317,38 +313,6 @@ fn wipe_changes(changes: Vec<(usize, Value)>, e: Error) -> Error {
     e
 }
 
-/// A number as a double, refusing one that has no exact double.
-fn exact_f64(n: &serde_json::Number) -> Result<f64> {
-    let inexact = || Error::UnsupportedValue {
-        path: String::new(),
-        reason: "the number has no exact double, so it cannot be a Double".into(),
-    };
-    if let Some(i) = n.as_i64() {
-        #[allow(clippy::cast_precision_loss)] // checked for exactness just below
-        let x = i as f64;
-        // i64::MAX as f64 is 2^63, which saturates back to i64::MAX: compare in i128.
-        #[allow(clippy::cast_possible_truncation)]
-        let back = x as i128;
-        return if back == i128::from(i) {
-            Ok(x)
-        } else {
-            Err(inexact())
-        };
-    }
-    if let Some(u) = n.as_u64() {
-        #[allow(clippy::cast_precision_loss)] // checked for exactness just below
-        let x = u as f64;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let back = x as u128;
-        return if back == u128::from(u) {
-            Ok(x)
-        } else {
-            Err(inexact())
-        };
-    }
-    n.as_f64().ok_or_else(inexact)
-}
-
 /// Replaces the values at the given positions (in iteration order) of `m`.
 pub(crate) fn apply(m: &mut Map<String, Value>, changes: Vec<(usize, Value)>) {
     let mut changes = changes.into_iter().peekable();
@@ -369,24 +333,6 @@ pub(crate) fn apply(m: &mut Map<String, Value>, changes: Vec<(usize, Value)>) {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn exact_doubles() {
-        let n = |v: Value| match v {
-            Value::Number(n) => n,
-            _ => unreachable!(),
-        };
-        assert_eq!(exact_f64(&n(json!(3))).unwrap(), 3.0);
-        assert_eq!(
-            exact_f64(&n(json!(1i64 << 53))).unwrap(),
-            9007199254740992.0
-        );
-        assert!(exact_f64(&n(json!((1i64 << 53) + 1))).is_err());
-        assert!(exact_f64(&n(json!(i64::MAX))).is_err());
-        assert_eq!(exact_f64(&n(json!(i64::MIN))).unwrap(), -(2f64.powi(63)));
-        assert!(exact_f64(&n(json!(u64::MAX))).is_err());
-        assert_eq!(exact_f64(&n(json!(2.5))).unwrap(), 2.5);
-    }
 
     #[test]
     fn wipe_clears_every_string() {
