@@ -8,9 +8,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::cipher::{Algorithm, EncryptionType, ModernKey};
-use crate::document::patch::{NumberType, PatchOperation, Target};
+use crate::document::patch::{
+    NumberType, PatchOperation, Target, one_json_value, rebase_error, retype_numbers,
+};
 use crate::document::tree::{self, Numbers};
 use crate::document::{CellKey, DecryptReport, Engine, KeySlot, Limits, Op, SkippedProperty, text};
 use crate::error::{Error, Result};
@@ -1210,16 +1213,24 @@ impl PreparedPolicy {
 
     /// Encrypts a query parameter compared for equality with the property at `path`
     /// (a JSON Pointer: `/ssn`, or `/o/x` under an encrypted `/o`), exactly as that
-    /// property's stored leaves are. `number_type` picks Long or Double for numbers (an
-    /// equality match needs the stored type); `None` types them as parsed (int64: Long,
-    /// `-0.0` refused, else Double), as [`encrypt_document`](Self::encrypt_document) does.
-    /// `null` stays `null`.
+    /// property's stored leaves are. `null` stays `null`.
+    ///
+    /// Numbers: `number_type` types every number as a Long or a Double (see
+    /// [`NumberType`]); `None` types them as [`encrypt_document`](Self::encrypt_document)
+    /// types a `Value`: an int64 is a Long, any other number a Double, and `-0.0` is
+    /// refused, because serde_json reads both `-0` (a Long 0 in a document's text) and
+    /// `-0.0` (a Double) as `-0.0`. A parameter that arrives as JSON text (a request, a
+    /// command line) belongs in
+    /// [`encrypt_query_parameter_str`](Self::encrypt_query_parameter_str), which types it
+    /// from its literal exactly as [`encrypt_str`](Self::encrypt_str) types a stored
+    /// value.
     ///
     /// # Errors
     ///
     /// [`Error::UnsupportedOperation`] when the path is not encrypted, holds encrypted
     /// properties rather than being one, or is Randomized (equality cannot work);
-    /// [`Error::UnsupportedValue`] for a number that does not fit `number_type`;
+    /// [`Error::UnsupportedValue`] for a number that does not fit `number_type`, or
+    /// `-0.0` without one;
     /// [`Error::KeyUnavailable`]; [`Error::LimitExceeded`] for a string longer than
     /// [`PrepareOptions::max_string_bytes`].
     ///
@@ -1255,6 +1266,105 @@ impl PreparedPolicy {
         value: &Value,
         number_type: Option<NumberType>,
     ) -> Result<Value> {
+        let (tokens, target) = self.query_target(path)?;
+        let numbers = match number_type {
+            None => Numbers::AsParsed,
+            Some(NumberType::Long) => Numbers::Long,
+            Some(NumberType::Double) => Numbers::Double,
+        };
+        self.encrypt_resolved(&tokens, target, value, numbers)
+    }
+
+    /// [`encrypt_query_parameter`](Self::encrypt_query_parameter) for a parameter given
+    /// as JSON text (`"123-45-6789"`, `42`, `-0`, `{"zip": 98052}`), encrypted by the very
+    /// walker [`encrypt_str`](Self::encrypt_str) uses, so the parameter gets exactly the
+    /// stored bytes of that value in a document, or the same error: numbers are typed
+    /// from their literal (`42` and `-0` are Longs, `42.0` a Double, an integer that fits
+    /// neither an int64 nor a double exactly is refused, never rounded). JSON whitespace
+    /// around the value is ignored. Returns the encrypted parameter as JSON text.
+    ///
+    /// With a `number_type`, every number is typed as that instead (see [`NumberType`]):
+    /// as a Long, `1.0`, `1E3` and `9.2e18` are accepted since their values are exact
+    /// integers, `1.5` and `1e19` are refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDocument`] when `json` is not exactly one JSON value (the message
+    /// never quotes it); otherwise as
+    /// [`encrypt_query_parameter`](Self::encrypt_query_parameter) and
+    /// [`encrypt_str`](Self::encrypt_str).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use always_encrypted::{Error, NumberType};
+    /// # use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    /// # use always_encrypted::{ClientEncryptionPolicy, PrepareOptions, PreparedPolicy};
+    /// # let policy = ClientEncryptionPolicy::from_json(r#"{"includedPaths": [
+    /// #   {"path": "/age", "clientEncryptionKeyId": "cek1", "encryptionType": "Deterministic",
+    /// #    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]}"#)?;
+    /// # let key = ResolvedKey::new("cek1", DataEncryptionKey::generate()?);
+    /// # let prepared = PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone()))?;
+    /// // `prepared` encrypts /age, Deterministic.
+    /// let stored = |lit: &str| -> always_encrypted::Result<String> {
+    ///     let doc = prepared.encrypt_str(&format!(r#"{{"age":{lit}}}"#))?;
+    ///     Ok(doc["{\"age\":".len()..doc.len() - 1].to_owned())
+    /// };
+    /// let q = |lit: &str, t| prepared.encrypt_query_parameter_str("/age", lit, t);
+    /// // -0 is stored as a Long 0, and so is the parameter.
+    /// assert_eq!(q("-0", None)?, stored("0")?);
+    /// assert_eq!(q("42\n", None)?, stored("42")?);
+    /// assert_eq!(q("42.0", Some(NumberType::Long))?, stored("42")?);
+    /// // Refused like the document, never rounded to a neighbour.
+    /// let big = "100000000000000000000000";
+    /// assert!(matches!(stored(big), Err(Error::UnsupportedValue { .. })));
+    /// let refused = q(big, None);
+    /// assert!(matches!(refused, Err(Error::UnsupportedValue { path, .. }) if path == "/age"));
+    /// assert!(matches!(q("42, 43", None), Err(Error::InvalidDocument { .. })));
+    /// # Ok::<(), always_encrypted::Error>(())
+    /// ```
+    pub fn encrypt_query_parameter_str(
+        &self,
+        path: &str,
+        json: &str,
+        number_type: Option<NumberType>,
+    ) -> Result<String> {
+        let (tokens, _) = self.query_target(path)?;
+        let value = one_json_value(json, path)?;
+        let retyped;
+        let value = match number_type {
+            None => value,
+            Some(t) => {
+                retyped = retype_numbers(value, t, path)?;
+                retyped.as_str()
+            }
+        };
+        let engine = &self.inner.engine;
+        let w = engine.wrapper(&tokens);
+        let mut doc = Zeroizing::new(String::with_capacity(
+            w.before.len() + value.len() + w.after.len(),
+        ));
+        doc.push_str(&w.before);
+        doc.push_str(value);
+        doc.push_str(&w.after);
+        let out = text::transform(engine, Op::Encrypt, &doc, &mut Vec::new())
+            .map_err(|e| rebase_error(e, &w.pointer, path))?;
+        let internal = || Error::UnsupportedValue {
+            path: path.to_owned(),
+            reason: "internal error: the encrypted parameter lost its place".into(),
+        };
+        if !(out.starts_with(w.before.as_bytes()) && out.ends_with(w.after.as_bytes())) {
+            return Err(internal());
+        }
+        let inner = out
+            .get(w.before.len()..out.len() - w.after.len())
+            .ok_or_else(internal)?;
+        String::from_utf8(inner.to_vec()).map_err(|_| internal())
+    }
+
+    /// Resolves the path of a query parameter, refusing one that is not encrypted, holds
+    /// encrypted properties, or is Randomized.
+    fn query_target<'p>(&self, path: &'p str) -> Result<(Vec<Cow<'p, str>>, Target)> {
         let (tokens, target) = self.target(path)?;
         let sel = match target {
             Target::Selected { sel, .. } => self.inner.engine.sel(sel),
@@ -1281,12 +1391,7 @@ impl PreparedPolicy {
                 ),
             });
         }
-        let numbers = match number_type {
-            None => Numbers::AsParsed,
-            Some(NumberType::Long) => Numbers::Long,
-            Some(NumberType::Double) => Numbers::Double,
-        };
-        self.encrypt_resolved(&tokens, target, value, numbers)
+        Ok((tokens, target))
     }
 
     /// Encrypts the values of patch operations on encrypted paths, leaf by leaf, exactly as

@@ -395,6 +395,96 @@ fn is_negative_zero(x: f64) -> bool {
     x == 0.0 && x.is_sign_negative()
 }
 
+/// A number literal typed as a Long (a query parameter with `NumberType::Long`): accepted
+/// when the literal's value is an integer that fits int64 exactly, whatever its spelling
+/// (`1.0`, `1E3`, `9.2e18` and `-0` are Longs 1, 1000, 9200000000000000000 and 0, as the
+/// JavaScript SDK stores them). Decided on the decimal digits, never through a double.
+pub(crate) fn long_from_literal(lit: &str) -> Result<Plaintext<'static>> {
+    if !is_json_number(lit) {
+        return Err(unsupported("not a JSON number literal"));
+    }
+    integral_literal(lit)
+        .and_then(|n| i64::try_from(n).ok())
+        .map(Plaintext::long)
+        .ok_or_else(|| {
+            unsupported(
+                "the number is not an integer that fits an int64 exactly, so it cannot be a Long",
+            )
+        })
+}
+
+/// A number literal typed as a Double (a query parameter with `NumberType::Double`): an
+/// integer literal must have an exact double; a fraction or exponent is read as a
+/// document reads it.
+pub(crate) fn double_from_literal(lit: &str) -> Result<Plaintext<'static>> {
+    if !is_json_number(lit) {
+        return Err(unsupported("not a JSON number literal"));
+    }
+    if lit.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        return Plaintext::from_number_literal(lit);
+    }
+    match lit.parse::<f64>() {
+        // Exact when printing the double back gives the literal's digits (`-0` is -0.0).
+        Ok(x) if x.is_finite() && format!("{x:.0}") == lit => Plaintext::double(x),
+        _ => Err(unsupported(
+            "the integer has no exact double, so it cannot be a Double",
+        )),
+    }
+}
+
+/// The value of a JSON number literal when it is an integer of at most 20 digits (so
+/// that it fits an `i128`), from its decimal digits and exponent alone.
+fn integral_literal(lit: &str) -> Option<i128> {
+    let (negative, rest) = match lit.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, lit),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, "0"),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The exponent, saturated far beyond where any digit could still fit.
+    let (exp_negative, exp_digits) = match exponent.as_bytes().first() {
+        Some(b'-') => (true, &exponent[1..]),
+        Some(b'+') => (false, &exponent[1..]),
+        _ => (false, exponent),
+    };
+    let mut exp: i64 = 0;
+    for d in exp_digits.bytes() {
+        exp = (exp * 10 + i64::from(d - b'0')).min(1_000_000);
+    }
+    if exp_negative {
+        exp = -exp;
+    }
+    let digits: Vec<u8> = int_part.bytes().chain(frac_part.bytes()).collect();
+    let first = digits.iter().position(|&d| d != b'0');
+    let Some(first) = first else {
+        return Some(0); // every digit zero: 0 (also -0 and -0.0e5)
+    };
+    let last = digits.iter().rposition(|&d| d != b'0').unwrap_or(first);
+    let significant = &digits[first..=last];
+    // The value is significant * 10^scale.
+    let trailing_zeros = i64::try_from(digits.len() - 1 - last).ok()?;
+    let frac_len = i64::try_from(frac_part.len()).ok()?;
+    let scale = exp + trailing_zeros - frac_len;
+    if scale < 0 {
+        return None; // a fraction
+    }
+    let len = i64::try_from(significant.len()).ok()?;
+    if len + scale > 20 {
+        return None;
+    }
+    let mut n: i128 = 0;
+    for &d in significant {
+        n = n * 10 + i128::from(d - b'0');
+    }
+    for _ in 0..scale {
+        n *= 10;
+    }
+    Some(if negative { -n } else { n })
+}
+
 /// A parsed number typed as a Long: an int64, or a double whose value is an integer that
 /// fits int64 (`1.0`, `-0.0`).
 pub(crate) fn long_from_number(n: &Number) -> Result<Plaintext<'static>> {
@@ -1152,6 +1242,67 @@ mod tests {
         for (text, marker) in [("0", TypeMarker::Long), ("0.0", TypeMarker::Double)] {
             let v: Value = serde_json::from_str(text).unwrap();
             assert_eq!(Plaintext::from_json(&v).unwrap().marker(), marker);
+        }
+    }
+
+    #[test]
+    fn long_literals_accept_exact_integral_values_only() {
+        for (lit, n) in [
+            ("1.0", 1),
+            ("0.0", 0),
+            ("-0", 0),
+            ("-0.0", 0),
+            ("1E3", 1000),
+            ("1e+3", 1000),
+            ("9.2e18", 9_200_000_000_000_000_000),
+            ("-9223372036854775808", i64::MIN),
+            ("-9.223372036854775808e18", i64::MIN),
+            ("9223372036854775807", i64::MAX),
+            ("922337203685477580.70e1", i64::MAX),
+            ("1000e-3", 1),
+            ("0.000e999999999999999999", 0),
+            ("42", 42),
+        ] {
+            assert_eq!(typed(long_from_literal(lit)), long(n), "{lit}");
+        }
+        for lit in [
+            "1.5",
+            "1500e-3",
+            "1e19",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "1e-400",
+            "1e999999999999999999",
+            "123456789012345678901234567890",
+            "0.1",
+            "01",
+            "",
+            "1.",
+        ] {
+            assert!(
+                matches!(long_from_literal(lit), Err(Error::UnsupportedValue { .. })),
+                "{lit}"
+            );
+        }
+    }
+
+    #[test]
+    fn double_literals_need_an_exact_double_for_integers() {
+        assert_eq!(typed(double_from_literal("42")), double(42.0));
+        assert_eq!(typed(double_from_literal("-0")), double(-0.0));
+        assert_eq!(typed(double_from_literal("1.5")), double(1.5));
+        assert_eq!(typed(double_from_literal("1e23")), double(1e23));
+        assert_eq!(
+            typed(double_from_literal("9223372036854775808")),
+            double(9_223_372_036_854_775_808.0)
+        );
+        // A fraction is read as a document reads it (rounded to the nearest double).
+        assert_eq!(
+            typed(double_from_literal("9007199254740993.0")),
+            typed(Plaintext::from_number_literal("9007199254740993.0"))
+        );
+        for lit in ["9007199254740993", "100000000000000000000000", "1e400", "x"] {
+            assert!(double_from_literal(lit).is_err(), "{lit}");
         }
     }
 

@@ -179,6 +179,85 @@ fn query_parameters_match_the_sdk_leaves() {
     assert_eq!(&q("/a/1", serde_json::json!(7), None), &enc[5]["a"][1]);
 }
 
+/// Issue 23's reproducers, from a randomized differential run of `ae` against the SDK: a
+/// query parameter given as text is typed exactly as the same text in a document.
+#[test]
+fn text_query_parameters_follow_the_document_rule() {
+    use always_encrypted::NumberType::{Double, Long};
+    let p = main_vectors();
+    let enc = common::ndjson("enc.ndjson");
+    let q = |path: &str, text: &str, t| p.encrypt_query_parameter_str(path, text, t);
+    // What the text API stores for `{"n": <text>}`.
+    let stored = |text: &str| {
+        p.encrypt_str(&format!("{{\"n\":{text}}}"))
+            .map(|d| d["{\"n\":".len()..d.len() - 1].to_owned())
+    };
+    // The SDK's own bytes: its Long 42, Double 3.25, string and boolean.
+    assert_eq!(q("/n", "42", None).unwrap(), enc[1]["n"].to_string());
+    assert_eq!(q("/d", "3.25", None).unwrap(), enc[2]["d"].to_string());
+    assert_eq!(
+        q("/s", "\"123-45-6789\"", None).unwrap(),
+        enc[0]["s"].to_string()
+    );
+    assert_eq!(q("/b", "true", None).unwrap(), enc[3]["b"].to_string());
+    assert_eq!(
+        q("/o/zip", "98052", None).unwrap(),
+        enc[4]["o"]["zip"].to_string()
+    );
+    assert_eq!(q("/a/4", "2.5", None).unwrap(), enc[5]["a"][4].to_string());
+    // 42.0 is a Double (the .NET rule), but the SDK stores integral values as Longs:
+    // --number-type long matches them, whatever the spelling.
+    assert_ne!(q("/n", "42.0", None).unwrap(), enc[1]["n"].to_string());
+    for text in ["42", "42.0", "4.2e1", "420E-1"] {
+        assert_eq!(q("/n", text, Some(Long)).unwrap(), enc[1]["n"].to_string());
+    }
+    assert_eq!(
+        q("/d", "3.25", Some(Double)).unwrap(),
+        enc[2]["d"].to_string()
+    );
+    // Integers the documents refuse are refused, never rounded to a neighbour.
+    for text in [
+        "100000000000000000000000",
+        "12345678901234567890123",
+        "-9223372036854775809",
+        "47151877824217080000",
+    ] {
+        assert!(
+            matches!(stored(text), Err(Error::UnsupportedValue { ref path, .. }) if path == "/n"),
+            "{text}"
+        );
+        assert!(
+            matches!(q("/n", text, None), Err(Error::UnsupportedValue { ref path, .. }) if path == "/n"),
+            "{text}"
+        );
+    }
+    // -0 is a Long 0 in documents (byte-identical with the SDK, which stores -0 as an
+    // integral Long), and so is the parameter; -0.0 is a Double.
+    assert_eq!(stored("-0").unwrap(), stored("0").unwrap());
+    assert_eq!(q("/n", "-0", None).unwrap(), stored("0").unwrap());
+    assert_eq!(q("/n", "-0.0", None).unwrap(), stored("-0.0").unwrap());
+    assert_ne!(stored("-0.0").unwrap(), stored("0").unwrap());
+    // With the Long type, integral literals the SDK stores as exact Longs.
+    for (text, long) in [
+        ("1.0", "1"),
+        ("0.0", "0"),
+        ("1E3", "1000"),
+        ("9.2e18", "9200000000000000000"),
+    ] {
+        assert_eq!(
+            q("/n", text, Some(Long)).unwrap(),
+            stored(long).unwrap(),
+            "{text}"
+        );
+    }
+    for text in ["1.5", "1e19"] {
+        assert!(matches!(
+            q("/n", text, Some(Long)),
+            Err(Error::UnsupportedValue { .. })
+        ));
+    }
+}
+
 #[test]
 fn tampered_documents_fail_naming_path_and_key() {
     let p = main_vectors();

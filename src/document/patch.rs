@@ -5,13 +5,21 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use zeroize::Zeroizing;
 
-use super::{Engine, ROOT};
+use super::{Engine, ROOT, scan};
 use crate::error::{Error, Result};
-use crate::path::is_array_token;
+use crate::path::{is_array_token, push_token};
+use crate::value::{double_from_literal, long_from_literal, write_plaintext_json};
 
 /// How a number query parameter is typed, since an equality match needs the exact stored
 /// type: a Long 1 and a Double 1.0 have different ciphertexts.
+///
+/// Without one, a parameter is typed as a document's leaf is: from its literal for JSON
+/// text ([`encrypt_query_parameter_str`](crate::PreparedPolicy::encrypt_query_parameter_str)),
+/// from the parsed number for a `Value`. A type is for matching values another writer
+/// typed differently (the JavaScript SDK stores every integral number, `1.0` too, as a
+/// Long).
 ///
 /// # Examples
 ///
@@ -36,9 +44,12 @@ use crate::path::is_array_token;
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NumberType {
-    /// A 64-bit integer (the type of an integer literal such as `42`).
+    /// A 64-bit integer (the type of an integer literal such as `42`). Any number whose
+    /// value is an integer that fits int64 exactly is accepted (`42.0`, `4.2e1`, `-0`);
+    /// anything else (`1.5`, `1e19`) is refused.
     Long,
-    /// A double (the type of a literal with a fraction or exponent, such as `42.0`).
+    /// A double (the type of a literal with a fraction or exponent, such as `42.0`). An
+    /// integer must have an exact double (`9007199254740993` is refused).
     Double,
 }
 
@@ -297,4 +308,133 @@ impl Engine {
             None => Target::Interior(cur),
         })
     }
+}
+
+/// A document that holds a value at a concrete path: the text before and after the value,
+/// and the value's JSON Pointer in it (an array index token becomes index 0 there).
+pub(crate) struct Wrapper {
+    pub(crate) before: String,
+    pub(crate) after: String,
+    pub(crate) pointer: String,
+}
+
+impl Engine {
+    /// The smallest document that puts a value at the path of `tokens` where the selection
+    /// tree sees it: an object key for a named child, a one-element array for a token that
+    /// reaches the `[]` child, object keys below a selected path (every leaf there is
+    /// encrypted alike).
+    pub(crate) fn wrapper(&self, tokens: &[Cow<'_, str>]) -> Wrapper {
+        let mut w = Wrapper {
+            before: String::new(),
+            after: String::new(),
+            pointer: String::new(),
+        };
+        let mut closers = Vec::with_capacity(tokens.len());
+        let mut cur = Some(ROOT);
+        for tok in tokens {
+            let node = cur.map(|c| self.node(c)).filter(|n| n.selected().is_none());
+            let named = node.and_then(|n| self.child(n, tok));
+            let element = node
+                .filter(|_| named.is_none() && is_array_token(tok))
+                .and_then(|n| n.elements());
+            if let Some(e) = element {
+                w.before.push('[');
+                closers.push(']');
+                push_token(&mut w.pointer, "0");
+                cur = Some(e);
+            } else {
+                w.before.push('{');
+                w.before.push_str(&Value::from(&**tok).to_string());
+                w.before.push(':');
+                closers.push('}');
+                push_token(&mut w.pointer, tok);
+                cur = named;
+            }
+        }
+        w.after = closers.iter().rev().collect();
+        w
+    }
+}
+
+/// The JSON text of one value, without the JSON whitespace around it; refuses anything
+/// but exactly one JSON value. Errors name `path` and never quote the text.
+pub(crate) fn one_json_value<'t>(json: &'t str, path: &str) -> Result<&'t str> {
+    let text = json.trim_matches([' ', '\t', '\n', '\r']);
+    let invalid = |what: &str, at: usize| {
+        let (line, column) = scan::line_column(text, at);
+        Error::InvalidDocument {
+            path: path.to_owned(),
+            reason: format!("not valid JSON: {what} at line {line} column {column}"),
+        }
+    };
+    match scan::value(text.as_bytes(), 0, &mut Vec::new()) {
+        Ok(end) if end == text.len() => Ok(text),
+        Ok(end) => Err(invalid("trailing characters after the value", end)),
+        Err(e) => Err(invalid(e.what, e.at)),
+    }
+}
+
+/// `text` (one valid JSON value) with every number literal replaced by the literal of its
+/// value typed as `ty` (`1.0` as a Long is written `1`; `42` as a Double, `42.0`), so that
+/// the text walker types it as `ty`. A number that does not fit `ty` is refused, naming
+/// its path under `path`.
+pub(crate) fn retype_numbers(text: &str, ty: NumberType, path: &str) -> Result<Zeroizing<String>> {
+    let b = text.as_bytes();
+    let mut out = Zeroizing::new(String::with_capacity(text.len() + 8));
+    let mut literal = Zeroizing::new(Vec::with_capacity(24));
+    let mut copied = 0;
+    let mut i = 0;
+    let at = |i: usize| format!("{path}{}", scan::path_at(text, i));
+    let internal = |i: usize| Error::InvalidDocument {
+        path: at(i),
+        reason: "invalid JSON".into(),
+    };
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => i = scan::string(b, i).map_err(|_| internal(i))?.0,
+            b'-' | b'0'..=b'9' => {
+                let end = scan::number(b, i).map_err(|_| internal(i))?;
+                let lit = text.get(i..end).ok_or_else(|| internal(i))?;
+                let pt = match ty {
+                    NumberType::Long => long_from_literal(lit),
+                    NumberType::Double => double_from_literal(lit),
+                }
+                .map_err(|e| e.at_path(&at(i)))?;
+                literal.clear();
+                write_plaintext_json(pt.marker(), pt.as_bytes(), &mut literal)
+                    .map_err(|_| internal(i))?;
+                out.push_str(text.get(copied..i).ok_or_else(|| internal(i))?);
+                out.push_str(std::str::from_utf8(&literal).map_err(|_| internal(i))?);
+                copied = end;
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(text.get(copied..).ok_or_else(|| internal(copied))?);
+    Ok(out)
+}
+
+/// `e` with the path of the synthetic document (`synthetic`, see [`Wrapper`]) turned into
+/// the caller's `real` path, and `real` where the error had no path.
+pub(crate) fn rebase_error(mut e: Error, synthetic: &str, real: &str) -> Error {
+    if synthetic != real {
+        match &mut e {
+            Error::DecryptionFailed { path, .. }
+            | Error::MalformedCiphertext { path, .. }
+            | Error::UnsupportedValue { path, .. }
+            | Error::InvalidDocument { path, .. }
+            | Error::LimitExceeded { path, .. }
+            | Error::KeyUnavailable { path, .. }
+            | Error::UnsupportedOperation { path, .. } => {
+                if let Some(rest) = path.strip_prefix(synthetic)
+                    && (rest.is_empty() || rest.starts_with('/'))
+                {
+                    *path = format!("{real}{rest}");
+                }
+            }
+            _ => {}
+        }
+    }
+    e.at_path(real)
 }
