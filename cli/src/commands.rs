@@ -1,7 +1,7 @@
 //! The commands: keys, encrypt, decrypt, param.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -432,16 +432,52 @@ pub(crate) async fn reencrypt(g: &GlobalArgs, a: ReencryptArgs) -> Result<(), Cl
 
 /// `ae param`
 pub(crate) async fn param(g: &GlobalArgs, a: ParamArgs) -> Result<(), CliError> {
-    let value: serde_json::Value = serde_json::from_str(&a.value)
-        .map_err(|e| CliError::Usage(format!("--value is not JSON: {e}")))?;
+    // Read first, so that a bad value or file fails before any key is unwrapped.
+    let (value, source) = param_value(&a)?;
     let prepared = prepare(g, &a.policy, false).await?;
     let number_type = a.number_type.map(|n| match n {
         NumberTypeArg::Long => NumberType::Long,
         NumberTypeArg::Double => NumberType::Double,
     });
     let encrypted = prepared
-        .encrypt_query_parameter(&a.path, &value, number_type)
-        .map_err(|e| CliError::library(format!("encrypting the parameter for {}", a.path), e))?;
+        .encrypt_query_parameter_str(&a.path, &value, number_type)
+        .map_err(|e| match e {
+            // The reason never quotes the value.
+            always_encrypted::Error::InvalidDocument { reason, .. } => {
+                CliError::Usage(format!("{source}: {reason}"))
+            }
+            e => CliError::library(format!("encrypting the parameter for {}", a.path), e),
+        })?;
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{encrypted}").map_err(|source| CliError::Output { path: None, source })
+}
+
+/// The parameter's JSON text, from `--value` or `--value-file` (`-`: stdin), and how to
+/// name where it came from in an error (never the value itself).
+fn param_value(a: &ParamArgs) -> Result<(String, String), CliError> {
+    let not_utf8 = |source: &str| CliError::Usage(format!("{source} is not UTF-8 text"));
+    match (&a.value, &a.value_file) {
+        (Some(v), _) => Ok((v.clone(), "--value".into())),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|source| CliError::Input { source })?;
+            let text = String::from_utf8(bytes).map_err(|_| not_utf8("stdin"))?;
+            Ok((text, "the value on stdin".into()))
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|source| CliError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let source = format!("--value-file {}", path.display());
+            let text = String::from_utf8(bytes).map_err(|_| not_utf8(&source))?;
+            Ok((text, source))
+        }
+        (None, None) => Err(CliError::Usage(
+            "give the parameter with --value or --value-file".into(),
+        )),
+    }
 }

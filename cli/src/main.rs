@@ -229,16 +229,27 @@ pub(crate) struct DecryptArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("param_value").required(true).args(["value", "value_file"])))]
 pub(crate) struct ParamArgs {
     #[command(flatten)]
     pub(crate) policy: PolicyArgs,
     /// The encrypted path the parameter is compared with, e.g. /ssn.
     #[arg(long, value_name = "/PATH")]
     pub(crate) path: String,
-    /// The parameter value as JSON, e.g. '"123-45-6789"' or 42.
-    #[arg(long, value_name = "JSON")]
-    pub(crate) value: String,
-    /// Store a number as a Long or a Double (it must match how the documents stored it).
+    /// The parameter value as JSON text, typed exactly as the same text in a document:
+    /// '"123-45-6789"' (a string; the quotes are JSON's), 42 or -5 (Longs), 42.0 or 1e3
+    /// (Doubles), true. A value starting with '-' is a value, not a flag. It shows in
+    /// the process list and shell history: for a secret, use --value-file.
+    #[arg(long, value_name = "JSON", allow_hyphen_values = true)]
+    pub(crate) value: Option<String>,
+    /// Read the parameter value (JSON text, as for --value) from FILE; '-' reads stdin.
+    /// Whitespace around it, such as the final newline, is ignored.
+    #[arg(long = "value-file", value_name = "FILE")]
+    pub(crate) value_file: Option<PathBuf>,
+    /// Type every number as a Long or a Double instead of from its literal, to match
+    /// values another writer typed differently (the JavaScript SDK stores 1.0 as a Long).
+    /// long accepts any integer value that fits int64 exactly (1.0, 1e3); double, any
+    /// number with an exact double.
     #[arg(long = "number-type", value_enum)]
     pub(crate) number_type: Option<NumberTypeArg>,
 }

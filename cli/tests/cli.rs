@@ -1255,3 +1255,258 @@ mod private_output {
         );
     }
 }
+
+mod param_numbers {
+    use super::*;
+
+    /// `ae param` on the SDK vectors' policy (every path Deterministic), with `extra` args.
+    fn param(d: &Dir, local: &str, extra: &[&str], stdin: Option<&str>) -> Output {
+        let mut args = vec![
+            "param",
+            "--store",
+            s(&d.path("keys.json")),
+            "--policy",
+            s(&d.path("policy.json")),
+            "--local-kek",
+            local,
+        ];
+        args.extend_from_slice(extra);
+        ae(&args, stdin)
+    }
+
+    /// What `ae encrypt` stores for `{"n": <literal>}`: `Ok(stored value)` or the exit code.
+    #[allow(clippy::unwrap_in_result)]
+    fn stored(d: &Dir, local: &str, literal: &str) -> Result<String, i32> {
+        let o = ae(
+            &[
+                "encrypt",
+                "--store",
+                s(&d.path("keys.json")),
+                "--policy",
+                s(&d.path("policy.json")),
+                "--local-kek",
+                local,
+            ],
+            Some(&format!("{{\"n\":{literal}}}\n")),
+        );
+        if o.status.code() != Some(0) {
+            return Err(o.status.code().unwrap());
+        }
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        Ok(v["n"].to_string())
+    }
+
+    #[test]
+    fn integers_documents_refuse_are_refused_not_rounded() {
+        let (d, local) = sdk_setup("param-big");
+        for lit in [
+            "100000000000000000000000",
+            "12345678901234567890123",
+            "-9223372036854775809",
+            "47151877824217080000",
+        ] {
+            assert_eq!(stored(&d, &local, lit), Err(1), "{lit}");
+            let o = param(
+                &d,
+                &local,
+                &["--path", "/n", &format!("--value={lit}")],
+                None,
+            );
+            assert_exit(&o, 1);
+            assert!(stdout(&o).is_empty());
+            assert!(stderr(&o).contains("/n"), "{}", stderr(&o));
+            assert!(
+                !stderr(&o).contains(lit),
+                "the value is echoed: {}",
+                stderr(&o)
+            );
+        }
+    }
+
+    #[test]
+    fn negative_zero_matches_the_stored_long_zero() {
+        let (d, local) = sdk_setup("param-neg-zero");
+        let long_zero = stored(&d, &local, "0").unwrap();
+        assert_eq!(stored(&d, &local, "-0").unwrap(), long_zero);
+        let o = param(&d, &local, &["--path", "/n", "--value=-0"], None);
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), long_zero);
+        // -0.0 is a Double in documents, and as a parameter.
+        let o = param(&d, &local, &["--path", "/n", "--value=-0.0"], None);
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), stored(&d, &local, "-0.0").unwrap());
+        assert_ne!(stdout(&o).trim(), long_zero);
+    }
+
+    #[test]
+    fn parameters_are_typed_from_their_literal_like_documents() {
+        let (d, local) = sdk_setup("param-literals");
+        for lit in ["42", "1.0", "1e2", "-5", "9223372036854775808", "-1.5e-3"] {
+            let o = param(&d, &local, &["--path", "/n", "--value", lit], None);
+            assert_exit(&o, 0);
+            assert_eq!(stdout(&o).trim(), stored(&d, &local, lit).unwrap(), "{lit}");
+        }
+    }
+
+    #[test]
+    fn number_type_long_accepts_integral_literals_that_are_exact() {
+        let (d, local) = sdk_setup("param-long");
+        for (lit, long) in [
+            ("1.0", "1"),
+            ("0.0", "0"),
+            ("1E3", "1000"),
+            ("9.2e18", "9200000000000000000"),
+            ("-0", "0"),
+            ("42", "42"),
+        ] {
+            let o = param(
+                &d,
+                &local,
+                &["--path", "/n", "--number-type", "long", "--value", lit],
+                None,
+            );
+            assert_exit(&o, 0);
+            assert_eq!(
+                stdout(&o).trim(),
+                stored(&d, &local, long).unwrap(),
+                "{lit}"
+            );
+        }
+        for lit in ["1.5", "1e19", "9223372036854775808", "1e-400"] {
+            let o = param(
+                &d,
+                &local,
+                &["--path", "/n", "--number-type", "long", "--value", lit],
+                None,
+            );
+            assert_exit(&o, 1);
+            assert!(
+                !stderr(&o).contains(lit),
+                "the value is echoed: {}",
+                stderr(&o)
+            );
+        }
+        // And Double: an integer literal must have an exact double.
+        let o = param(
+            &d,
+            &local,
+            &["--path", "/n", "--number-type", "double", "--value", "42"],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), stored(&d, &local, "42.0").unwrap());
+        let o = param(
+            &d,
+            &local,
+            &[
+                "--path",
+                "/n",
+                "--number-type",
+                "double",
+                "--value",
+                "9007199254740993",
+            ],
+            None,
+        );
+        assert_exit(&o, 1);
+    }
+
+    #[test]
+    fn negative_numbers_after_value_are_values_not_flags() {
+        let (d, local) = sdk_setup("param-negative");
+        for lit in ["-5", "-1e-5", "-0.25"] {
+            let o = param(&d, &local, &["--path", "/n", "--value", lit], None);
+            assert_exit(&o, 0);
+            assert_eq!(stdout(&o).trim(), stored(&d, &local, lit).unwrap(), "{lit}");
+        }
+        let help = ae(&["param", "--help"], None);
+        assert_exit(&help, 0);
+        let help = stdout(&help);
+        assert!(help.contains("--value-file"), "{help}");
+        assert!(help.contains("-5"), "{help}");
+    }
+
+    #[test]
+    fn the_value_can_come_from_a_file_or_stdin() {
+        let (d, local) = sdk_setup("param-file");
+        let enc: serde_json::Value =
+            serde_json::from_str(vector("enc.ndjson").lines().next().unwrap()).unwrap();
+        let want = enc["s"].to_string();
+        // A file, with its final newline.
+        let file = d.write("ssn.json", "\"123-45-6789\"\n");
+        let o = param(
+            &d,
+            &local,
+            &["--path", "/s", "--value-file", s(&file)],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), want);
+        // Stdin.
+        let o = param(
+            &d,
+            &local,
+            &["--path", "/s", "--value-file", "-"],
+            Some("\"123-45-6789\"\r\n"),
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), want);
+        // A number from a file is typed from its literal too.
+        let file = d.write("n.json", "-0\n");
+        let o = param(
+            &d,
+            &local,
+            &["--path", "/n", "--value-file", s(&file)],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), stored(&d, &local, "0").unwrap());
+    }
+
+    #[test]
+    fn exactly_one_of_value_and_value_file() {
+        let (d, local) = sdk_setup("param-one-source");
+        let file = d.write("v.json", "\"x\"");
+        let o = param(
+            &d,
+            &local,
+            &["--path", "/s", "--value", "\"x\"", "--value-file", s(&file)],
+            None,
+        );
+        assert_exit(&o, 2);
+        let o = param(&d, &local, &["--path", "/s"], None);
+        assert_exit(&o, 2);
+        // A missing file: usage, naming the file.
+        let missing = d.path("missing.json");
+        let o = param(
+            &d,
+            &local,
+            &["--path", "/s", "--value-file", s(&missing)],
+            None,
+        );
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains("missing.json"), "{}", stderr(&o));
+    }
+
+    #[test]
+    fn errors_never_echo_the_value() {
+        let (d, local) = sdk_setup("param-no-echo");
+        for (value, code) in [
+            ("\"secret-123\" trailing", 2),
+            ("{\"a\": \"secret-123\"", 2),
+            ("secret-123", 2),
+            ("\"secret-123\", \"n\": 1", 2),
+        ] {
+            let file = d.write("v.json", value);
+            for args in [
+                vec!["--path", "/s", "--value", value],
+                vec!["--path", "/s", "--value-file", s(&file)],
+            ] {
+                let o = param(&d, &local, &args, None);
+                assert_exit(&o, code);
+                assert!(stdout(&o).is_empty());
+                assert!(!stderr(&o).contains("secret-123"), "{}", stderr(&o));
+            }
+        }
+    }
+}
