@@ -4,9 +4,9 @@
 //!    KEK. The data-encryption key (DEK) inside does not change, so no document is
 //!    rewritten; only the client encryption key resource is (`ae keys rewrap`).
 //! 2. **Rotate the data-encryption key**: create a new client encryption key, and re-encrypt
-//!    each document: decrypt with a policy prepared on the old key, encrypt with a policy
-//!    prepared on the new one. Keep the old key until no document and no backup you may
-//!    restore still needs it.
+//!    each document from a policy prepared on the old key to one prepared on the new
+//!    (`rotation::reencrypt_str`, value by value, so it can run again on its own output).
+//!    Keep the old key until no document and no backup you may restore still needs it.
 //!
 //! ```sh
 //! cargo run --example rotation

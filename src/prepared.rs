@@ -388,6 +388,11 @@ impl PreparedPolicy {
         })
     }
 
+    /// The selection tree with its keys (re-encryption walks two policies' trees at once).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
     /// The policy.
     ///
     /// # Examples
