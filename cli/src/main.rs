@@ -100,7 +100,18 @@ enum Command {
     /// Encrypt a query parameter for an equality comparison on a Deterministic path.
     Param(ParamArgs),
     /// Re-encrypt NDJSON documents from one policy (old keys) to another (new keys, paths,
-    /// types); documents already under the new policy pass through unchanged.
+    /// types), value by value; documents already converted pass through unchanged.
+    ///
+    /// Every value the new policy encrypts ends under its key and type; a value only the
+    /// old policy encrypted comes out as plaintext. The summary counts a document as
+    /// "already converted" when nothing in it changed: every value the old policy
+    /// encrypted is absent, null, already encrypted the new policy's way (same key, type
+    /// and algorithm) or plaintext where the new policy no longer encrypts, and every
+    /// value the new policy encrypts already decrypts under it. Such a document passes
+    /// through byte for byte; every other document is "converted". A run can be started
+    /// again on its own output, or on a mix of converted and unconverted documents. A
+    /// value that looks like a ciphertext but does not authenticate under the key its path
+    /// needs (tampered, or the wrong key) fails the run; with -o nothing is written then.
     Reencrypt(ReencryptArgs),
     /// Show the library on sample documents, with a local key and no cloud.
     Demo,

@@ -1510,3 +1510,211 @@ mod param_numbers {
         }
     }
 }
+
+mod reencrypt_leaves_no_old_key {
+    use super::*;
+
+    const URL2: &str =
+        "https://test-vault.vault.azure.net/keys/kek2/00000000000000000000000000000002";
+
+    /// cek1 (the SDK's) is the old key; creates cek2 as the new one in `store`. Returns the
+    /// `--local-kek` mapping for cek2's KEK.
+    fn create_cek2(store: &Path) -> String {
+        let l2 = format!("{URL2}={}", kek_pem().display());
+        let o = ae(
+            &[
+                "keys",
+                "create",
+                "--store",
+                s(store),
+                "--id",
+                "cek2",
+                "--kek-url",
+                URL2,
+                "--local-kek",
+                &l2,
+            ],
+            None,
+        );
+        assert_exit(&o, 0);
+        l2
+    }
+
+    fn policy(paths: &[(&str, &str)]) -> String {
+        let paths: Vec<serde_json::Value> = paths
+            .iter()
+            .map(|(path, key)| {
+                serde_json::json!({"path": path, "clientEncryptionKeyId": key,
+                    "encryptionType": "Randomized",
+                    "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"})
+            })
+            .collect();
+        serde_json::json!({"includedPaths": paths, "policyFormatVersion": 2}).to_string()
+    }
+
+    /// Issue 19, item 2: old policy /ssn and /card under the old key, new policy /ssn
+    /// under the new key. A document holding only /card under the old key was counted
+    /// "already converted" and passed through with /card still under the old key.
+    #[test]
+    fn a_property_the_new_policy_drops_is_decrypted_and_counted_as_converted() {
+        let (d, local) = sdk_setup("rot-drop");
+        let store = d.path("keys.json");
+        let l2 = create_cek2(&store);
+        let old = d.write("old.json", &policy(&[("/ssn", "cek1"), ("/card", "cek1")]));
+        let new = d.write("new.json", &policy(&[("/ssn", "cek2")]));
+        let plain = "{\"id\":\"1\",\"card\":\"4111 1111 1111 1111\"}\n\
+                     {\"id\":\"2\",\"ssn\":\"123-45-6789\",\"card\":\"5500\"}\n\
+                     {\"id\":\"3\",\"other\":true}\n";
+        let o = ae(
+            &[
+                "encrypt",
+                "--store",
+                s(&store),
+                "--policy",
+                s(&old),
+                "--local-kek",
+                &local,
+            ],
+            Some(plain),
+        );
+        assert_exit(&o, 0);
+        let enc = d.write("enc.ndjson", &stdout(&o));
+        assert!(!d.read("enc.ndjson").contains("4111"));
+        let run = |input: &Path, output: &Path| {
+            ae(
+                &[
+                    "reencrypt",
+                    "--store",
+                    s(&store),
+                    "--from-policy",
+                    s(&old),
+                    "--to-policy",
+                    s(&new),
+                    "--local-kek",
+                    &local,
+                    "--local-kek",
+                    &l2,
+                    "-i",
+                    s(input),
+                    "-o",
+                    s(output),
+                ],
+                None,
+            )
+        };
+        let o = run(&enc, &d.path("rotated.ndjson"));
+        assert_exit(&o, 0);
+        assert!(
+            stderr(&o).contains("converted 2, already converted 1, failed 0"),
+            "{}",
+            stderr(&o)
+        );
+        let rotated = d.read("rotated.ndjson");
+        let lines: Vec<serde_json::Value> = rotated
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"id": "1", "card": "4111 1111 1111 1111"})
+        );
+        assert_eq!(lines[1]["card"], "5500");
+        assert_ne!(lines[1]["ssn"], "123-45-6789");
+        // Readable under the new policy alone.
+        let o = ae(
+            &[
+                "decrypt",
+                "--store",
+                s(&store),
+                "--policy",
+                s(&new),
+                "--local-kek",
+                &l2,
+                "-i",
+                s(&d.path("rotated.ndjson")),
+            ],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o), plain);
+        // A second run converts nothing and changes nothing.
+        let o = run(&d.path("rotated.ndjson"), &d.path("again.ndjson"));
+        assert_exit(&o, 0);
+        assert!(
+            stderr(&o).contains("converted 0, already converted 3, failed 0"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(d.read("again.ndjson"), rotated);
+    }
+
+    /// With the wrong old key (another cek1), a property only the old policy encrypts does
+    /// not authenticate: the run fails on that line and writes nothing, instead of passing
+    /// the value through as "already converted".
+    #[test]
+    fn the_wrong_old_key_fails_instead_of_passing_values_through() {
+        let (d, local) = sdk_setup("rot-wrong");
+        let store = d.path("keys.json");
+        let old = d.write("old.json", &policy(&[("/ssn", "cek1"), ("/card", "cek1")]));
+        let new = d.write("new.json", &policy(&[("/ssn", "cek2")]));
+        let o = ae(
+            &[
+                "encrypt",
+                "--store",
+                s(&store),
+                "--policy",
+                s(&old),
+                "--local-kek",
+                &local,
+            ],
+            Some("{\"id\":\"1\",\"card\":\"4111\"}\n"),
+        );
+        assert_exit(&o, 0);
+        let enc = d.write("enc.ndjson", &stdout(&o));
+        // Another store: a different cek1 under the same id, and a cek2.
+        let other = d.path("other-keys.json");
+        let l2 = format!("{URL2}={}", kek_pem().display());
+        for id in ["cek1", "cek2"] {
+            let o = ae(
+                &[
+                    "keys",
+                    "create",
+                    "--store",
+                    s(&other),
+                    "--id",
+                    id,
+                    "--kek-url",
+                    URL2,
+                    "--local-kek",
+                    &l2,
+                ],
+                None,
+            );
+            assert_exit(&o, 0);
+        }
+        let out = d.path("never.ndjson");
+        let o = ae(
+            &[
+                "reencrypt",
+                "--store",
+                s(&other),
+                "--from-policy",
+                s(&old),
+                "--to-policy",
+                s(&new),
+                "--local-kek",
+                &l2,
+                "-i",
+                s(&enc),
+                "-o",
+                s(&out),
+            ],
+            None,
+        );
+        assert_exit(&o, 1);
+        let err = stderr(&o);
+        assert!(err.contains("line 1:") && err.contains("/card"), "{err}");
+        assert!(err.contains("cek1"), "{err}");
+        assert!(!out.exists());
+    }
+}
