@@ -789,3 +789,25 @@ proptest! {
         assert_idempotent(&old, &new, &finished)?;
     }
 }
+
+proptest! {
+    /// Untrusted text never panics the text walker: a prefix of a stored document and a
+    /// random byte edit of it either fail cleanly or give valid JSON.
+    #[test]
+    fn damaged_text_fails_cleanly(cut in any::<proptest::sample::Index>(), at in any::<proptest::sample::Index>(), byte in any::<u8>()) {
+        let old = extended(&[("/o", "old", RAND, COSMOS), ("/c/[]/n", "old", DET, AE1)]);
+        let new = extended(&[("/o/x", "new", DET, AE1), ("/c", "new", RAND, COSMOS)]);
+        let stored = old
+            .encrypt_str(r#"{"o": {"x": "a\u00e9", "y": [1, {"z": true}]}, "c": [{"n": 1.5}, {"m": null}], "p": "x"}"#)
+            .unwrap();
+        let prefix = &stored[..cut.index(stored.len())];
+        let mut edited = stored.clone().into_bytes();
+        let i = at.index(edited.len());
+        edited[i] = byte;
+        for text in [prefix.to_owned(), String::from_utf8_lossy(&edited).into_owned()] {
+            if let Ok((out, _)) = reencrypt_str(&old, &new, &text) {
+                prop_assert!(serde_json::from_str::<Value>(&out).is_ok(), "{out}");
+            }
+        }
+    }
+}
