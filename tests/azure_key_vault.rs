@@ -40,11 +40,13 @@ async fn vault_for(host: &str) -> FakeKeyVault {
     v
 }
 
-/// Options that trust the fake's CA, pin its host to 127.0.0.1, and retry quickly.
+/// Options that trust the fake's CA, pin its host to 127.0.0.1, trust its port (not 443)
+/// the way a user would, and retry quickly.
 fn options(v: &FakeKeyVault) -> AzureKeyVaultOptions {
     let mut o = AzureKeyVaultOptions::default();
     o.extra_root_certificates = vec![v.ca_certificate_der()];
     o.resolve = vec![(v.host().to_owned(), v.addr())];
+    o.trusted_hosts.allow(&v.host_and_port()).unwrap();
     o.retry = RetryOptions::fixed(FixedRetryOptions {
         delay: Duration_::milliseconds(10),
         max_retries: 2,
@@ -384,6 +386,7 @@ async fn nothing_listening_is_transient() {
         HOST.to_owned(),
         format!("127.0.0.1:{port}").parse().unwrap(),
     )];
+    o.trusted_hosts.allow(&format!("{HOST}:{port}")).unwrap();
     let kv = provider_with(&v, FakeCredential::new(), o);
     let url = format!("https://{HOST}:{port}/keys/kek1/{V1}");
     let e = kv
@@ -417,16 +420,154 @@ async fn an_untrusted_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_outside_vault_azure_net_is_refused_by_the_challenge_check() {
-    // The SDK only sends a token to a host under the challenge's resource (vault.azure.net).
+    // Trusted explicitly (the host allow-list would refuse it first), the host is still not
+    // under the challenge's resource (vault.azure.net): the SDK sends it no token.
     let v = vault_for("vault.example.com").await;
-    let kv = provider(&v);
+    let credential = FakeCredential::new();
+    let kv = provider_with(&v, credential.clone(), options(&v));
     let url = v.key_url("kek1", Some(V1));
     let e = kv
         .unwrap_key(&url, KeyWrapAlgorithm::RsaOaep, &[1; 256])
         .await
         .unwrap_err();
     assert!(e.to_string().contains(&url), "{e}");
+    assert_eq!(v.counts().challenges, 1, "the bodiless first request only");
     assert_eq!(v.counts().unwrap, 0, "the token was never sent");
+    assert_eq!(credential.calls(), 0, "no token was even asked for");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_naming_another_domain_gets_no_token() {
+    // The vault's host is trusted, but its 401 challenge says the token is for another
+    // resource: with challenge-resource verification on, the client neither asks for a
+    // token for it nor sends one.
+    let v = vault().await;
+    v.set_challenge_resource("https://attacker.example");
+    let credential = FakeCredential::new();
+    let kv = provider_with(&v, credential.clone(), options(&v));
+    let url = v.key_url("kek1", Some(V1));
+    let e = kv
+        .unwrap_key(&url, KeyWrapAlgorithm::RsaOaep, &[1; 256])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(&url), "{e}");
+    assert!(
+        e.to_string().contains("doesn't match the requested domain"),
+        "{e}"
+    );
+    assert_eq!(credential.calls(), 0, "no token was asked for");
+    assert_eq!(
+        (v.counts().challenges, v.counts().unwrap),
+        (1, 0),
+        "only the bodiless first request reached the vault"
+    );
+}
+
+/// A listener that accepts nothing: `connections()` says whether anyone connected.
+struct Listener(std::net::TcpListener);
+
+impl Listener {
+    fn new() -> Listener {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        Listener(l)
+    }
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+    fn connected(&self) -> bool {
+        match self.0.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_host_or_port_is_refused_before_any_connection() {
+    let listener = Listener::new();
+    let port = listener.port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut o = AzureKeyVaultOptions::default();
+    o.retry = RetryOptions::none();
+    o.request_timeout = Duration::from_secs(2);
+    // Pinned so that, were a request made, it would reach the listener.
+    o.resolve = vec![
+        ("kv.attacker.example".to_owned(), addr),
+        (HOST.to_owned(), addr),
+    ];
+    let credential = FakeCredential::new();
+    let kv = AzureKeyVaultProvider::new(credential.clone(), Some(o)).unwrap();
+    let cases = [
+        (format!("https://127.0.0.1:{port}/keys/k/{V1}"), "127.0.0.1"),
+        (
+            format!("https://kv.attacker.example:{port}/keys/k/{V1}"),
+            "kv.attacker.example",
+        ),
+        // A trusted domain on a port nobody allowed.
+        (format!("https://{HOST}:{port}/keys/k/{V1}"), HOST),
+    ];
+    for (url, host) in &cases {
+        let unversioned = url.rsplit_once('/').unwrap().0;
+        let errors = [
+            kv.unwrap_key(url, KeyWrapAlgorithm::RsaOaep, &[1; 256])
+                .await
+                .unwrap_err(),
+            // An unversioned URL: the version lookup (get key) is refused too.
+            kv.wrap_key(unversioned, KeyWrapAlgorithm::RsaOaep, &dek())
+                .await
+                .unwrap_err(),
+            kv.resolve_key(unversioned).await.unwrap_err(),
+        ];
+        for e in errors {
+            assert_eq!(e.kind(), KeyProviderErrorKind::Untrusted, "{url}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("host {host} (port {port})")),
+                "{text}"
+            );
+            assert!(
+                !text.contains("/keys/"),
+                "the error names the host, not the URL: {text}"
+            );
+        }
+    }
+    assert!(!listener.connected(), "a connection was made");
+    assert_eq!(credential.calls(), 0, "a token was asked for");
+    assert_eq!(kv.client_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_vault_gets_no_request_and_a_trusted_port_opts_in() {
+    // The same fake vault, first untrusted (its host is not under a trusted suffix), then
+    // trusted by name and port as a user would.
+    let v = vault_for("kv.attacker.example").await;
+    let mut o = options(&v);
+    o.trusted_hosts = always_encrypted::keys::TrustedKeyVaultHosts::default();
+    let credential = FakeCredential::new();
+    let kv = provider_with(&v, credential.clone(), o);
+    let url = v.key_url("kek1", Some(V1));
+    let e = kv
+        .wrap_key(&v.key_url("kek1", None), KeyWrapAlgorithm::RsaOaep, &dek())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), KeyProviderErrorKind::Untrusted, "{e}");
+    assert!(v.requests().is_empty(), "{:?}", v.requests());
+    assert_eq!(credential.calls(), 0);
+
+    let mut o = options(&v); // trusts kv.attacker.example:<port>
+    o.retry = RetryOptions::none();
+    let kv = provider_with(&v, FakeCredential::new(), o);
+    let wrapped = oaep_encrypt(&vector_key(), KeyWrapAlgorithm::RsaOaep, &[6; 32]);
+    // Trusted now, so requests go out; the SDK's challenge check still refuses the token
+    // (the host is not under vault.azure.net).
+    let e = kv
+        .unwrap_key(&url, KeyWrapAlgorithm::RsaOaep, &wrapped)
+        .await
+        .unwrap_err();
+    assert_ne!(e.kind(), KeyProviderErrorKind::Untrusted, "{e}");
+    assert_eq!(v.counts().challenges, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,7 @@ fn options(v: &FakeKeyVault) -> AzureKeyVaultOptions {
     let mut o = AzureKeyVaultOptions::default();
     o.extra_root_certificates = vec![v.ca_certificate_der()];
     o.resolve = vec![(v.host().to_owned(), v.addr())];
+    o.trusted_hosts.allow(&v.host_and_port()).unwrap(); // its port is not 443
     o.retry = RetryOptions::fixed(FixedRetryOptions {
         delay: AzDuration::milliseconds(10),
         max_retries: 1,

@@ -31,7 +31,7 @@ pub use crate::atomic_file::atomic_write;
 #[cfg(feature = "azure-key-vault")]
 pub use azure::{
     AzureKeyVaultOptions, AzureKeyVaultProvider, CredentialChain, DefaultCredentialOptions,
-    KeyVaultKeyUrl,
+    KeyVaultKeyUrl, TrustedKeyVaultHosts,
 };
 pub use cache::{CacheClock, CacheKey, CacheOptions, CacheStats, DekCache};
 pub use dek::DataEncryptionKey;

@@ -101,13 +101,19 @@ pub enum KeyProviderErrorKind {
     InvalidWrappedKey,
     /// The request was invalid (a malformed key URL, an unsupported algorithm, ...).
     InvalidInput,
+    /// The client's configuration does not trust the key-encryption key, so nothing was
+    /// sent for it: its Key Vault host (or port) is not a trusted one
+    /// (`TrustedKeyVaultHosts`, feature `azure-key-vault`; the error's URL is
+    /// then the vault's, not the key's).
+    /// Like a revocation: the cache evicts at once, and lenient decryption skips the key.
+    Untrusted,
     /// Anything else.
     Other,
 }
 
 impl KeyProviderErrorKind {
     /// True when the key is definitely unavailable to this caller (access denied, not
-    /// found, disabled): revocation, not a passing fault.
+    /// found, disabled, not trusted): revocation, not a passing fault.
     ///
     /// # Examples
     ///
@@ -116,6 +122,7 @@ impl KeyProviderErrorKind {
     ///
     /// assert!(KeyProviderErrorKind::AccessDenied.is_revocation());
     /// assert!(KeyProviderErrorKind::KeyNotFound.is_revocation());
+    /// assert!(KeyProviderErrorKind::Untrusted.is_revocation());
     /// assert!(!KeyProviderErrorKind::Transient.is_revocation());
     /// assert!(!KeyProviderErrorKind::InvalidWrappedKey.is_revocation());
     /// ```
@@ -125,6 +132,7 @@ impl KeyProviderErrorKind {
             KeyProviderErrorKind::AccessDenied
                 | KeyProviderErrorKind::KeyNotFound
                 | KeyProviderErrorKind::KeyDisabled
+                | KeyProviderErrorKind::Untrusted
         )
     }
 }
@@ -138,6 +146,7 @@ impl fmt::Display for KeyProviderErrorKind {
             KeyProviderErrorKind::KeyDisabled => "key disabled",
             KeyProviderErrorKind::InvalidWrappedKey => "invalid wrapped key",
             KeyProviderErrorKind::InvalidInput => "invalid request",
+            KeyProviderErrorKind::Untrusted => "not trusted",
             KeyProviderErrorKind::Other => "failure",
         })
     }

@@ -35,7 +35,7 @@ use crate::keys::{
 };
 pub use credential::{CredentialChain, DefaultCredentialOptions};
 use errors::{Operation, map_error};
-pub use url::KeyVaultKeyUrl;
+pub use url::{KeyVaultKeyUrl, TrustedKeyVaultHosts};
 
 /// Settings of the HTTP pipeline behind [`AzureKeyVaultProvider`] (and behind the default
 /// credential chain it builds). `Default` gives production settings.
@@ -82,6 +82,11 @@ pub struct AzureKeyVaultOptions {
     pub custom_transport: Option<Transport>,
     /// The Key Vault REST API version; `None` for the SDK's default.
     pub api_version: Option<String>,
+    /// The hosts and ports requests may go to. Default: Azure's Key Vault and Managed HSM
+    /// domains ([`TrustedKeyVaultHosts::AZURE_SUFFIXES`]), port 443. A key URL elsewhere is
+    /// refused before any request. Add a sovereign cloud's domain, or a private endpoint
+    /// name that is not under those, with [`TrustedKeyVaultHosts::allow`].
+    pub trusted_hosts: TrustedKeyVaultHosts,
 }
 
 impl Default for AzureKeyVaultOptions {
@@ -94,6 +99,7 @@ impl Default for AzureKeyVaultOptions {
             resolve: Vec::new(),
             custom_transport: None,
             api_version: None,
+            trusted_hosts: TrustedKeyVaultHosts::default(),
         }
     }
 }
@@ -111,6 +117,7 @@ impl fmt::Debug for AzureKeyVaultOptions {
             .field("resolve", &self.resolve)
             .field("custom_transport", &self.custom_transport.is_some())
             .field("api_version", &self.api_version)
+            .field("trusted_hosts", &self.trusted_hosts)
             .finish()
     }
 }
@@ -172,8 +179,13 @@ fn config_error(reason: String) -> Error {
 /// - [`unwrap_key`](KeyEncryptionKeyProvider::unwrap_key) needs a versioned URL, so key
 ///   rotation in Key Vault never strands a wrapped key.
 /// - One SDK `KeyClient` per vault, made on first use and reused.
+/// - A key URL whose host and port are not trusted
+///   ([`AzureKeyVaultOptions::trusted_hosts`]) is refused before any request: no
+///   connection, no token. The SDK's check that a token only goes to a host under the
+///   resource the vault's 401 challenge names is on.
 ///
-/// Errors carry a [`KeyProviderErrorKind`]: 401/403 are `AccessDenied`; 404 `KeyNotFound`;
+/// Errors carry a [`KeyProviderErrorKind`]: an untrusted host is `Untrusted` (its error
+/// names the vault, not the key); 401/403 are `AccessDenied`; 404 `KeyNotFound`;
 /// a disabled key (403, inner code `KeyDisabled`) `KeyDisabled`; 408/429/5xx, timeouts and
 /// network errors, once the SDK's retries are spent, `Transient`; a 400 on unwrap
 /// `InvalidWrappedKey`. Every message names the key URL; none holds a token or key bytes.
@@ -204,6 +216,7 @@ fn config_error(reason: String) -> Error {
 pub struct AzureKeyVaultProvider {
     credential: Arc<dyn TokenCredential>,
     client_options: KeyClientOptions,
+    trusted_hosts: TrustedKeyVaultHosts,
     clients: RwLock<HashMap<String, Arc<KeyClient>>>,
 }
 
@@ -216,6 +229,7 @@ impl fmt::Debug for AzureKeyVaultProvider {
             .unwrap_or_default();
         f.debug_struct("AzureKeyVaultProvider")
             .field("credential", &self.credential)
+            .field("trusted_hosts", &self.trusted_hosts)
             .field("vaults", &vaults)
             .finish_non_exhaustive()
     }
@@ -334,6 +348,9 @@ impl AzureKeyVaultProvider {
                 retry: options.retry.clone(),
                 ..Default::default()
             },
+            // The SDK's default too, set here on purpose: a bearer token only goes to a
+            // host under the domain the vault's 401 challenge names as its resource.
+            verify_challenge_resource: Some(true),
             ..Default::default()
         };
         if let Some(v) = &options.api_version {
@@ -342,6 +359,7 @@ impl AzureKeyVaultProvider {
         AzureKeyVaultProvider {
             credential,
             client_options,
+            trusted_hosts: options.trusted_hosts.clone(),
             clients: RwLock::new(HashMap::new()),
         }
     }
@@ -360,6 +378,7 @@ impl AzureKeyVaultProvider {
     /// # let mut options = AzureKeyVaultOptions::default();
     /// # options.extra_root_certificates = vec![vault.ca_certificate_der()];
     /// # options.resolve = vec![(vault.host().to_owned(), vault.addr())];
+    /// # options.trusted_hosts.allow(&vault.host_and_port())?; // not 443: opt in
     /// # let credential = fake_key_vault::FakeCredential::new();
     /// # let kv = AzureKeyVaultProvider::new(credential, Some(options))?;
     /// // Here the vault is a local fake: https://myvault.vault.azure.net:<port>/keys/kek1
@@ -374,11 +393,13 @@ impl AzureKeyVaultProvider {
         self.clients.read().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// The `KeyClient` for the vault of `url`, made once.
+    /// The `KeyClient` for the vault of `url`, made once; refused for an untrusted host.
+    /// Every request (get key, wrap, unwrap, and so the token request) goes through here.
     fn client(
         &self,
         url: &KeyVaultKeyUrl,
     ) -> std::result::Result<Arc<KeyClient>, KeyProviderError> {
+        self.trusted_hosts.check(url)?;
         let vault = url.vault_url();
         if let Ok(map) = self.clients.read()
             && let Some(c) = map.get(vault)
@@ -434,6 +455,7 @@ impl AzureKeyVaultProvider {
     /// # let mut options = AzureKeyVaultOptions::default();
     /// # options.extra_root_certificates = vec![vault.ca_certificate_der()];
     /// # options.resolve = vec![(vault.host().to_owned(), vault.addr())];
+    /// # options.trusted_hosts.allow(&vault.host_and_port())?; // not 443: opt in
     /// # let credential = fake_key_vault::FakeCredential::new();
     /// # let kv = AzureKeyVaultProvider::new(credential, Some(options))?;
     /// // Here the vault is a local fake: https://myvault.vault.azure.net:<port>/keys/kek1

@@ -8,7 +8,8 @@
 //!
 //! What it does, as Key Vault does:
 //! - a request without `Authorization: Bearer <token>` (the SDK's first, bodiless request)
-//!   gets `401` with `WWW-Authenticate: Bearer authorization="…", resource="https://vault.azure.net"`;
+//!   gets `401` with `WWW-Authenticate: Bearer authorization="…", resource="https://vault.azure.net"`
+//!   (another resource with [`FakeKeyVault::set_challenge_resource`]);
 //! - `GET /keys/{name}[/{version}]` returns the public JWK (`kid` always versioned) and the
 //!   key's attributes (`enabled`);
 //! - `POST /keys/{name}/{version}/wrapkey|unwrapkey` with `{"alg","value"}` does RSA-OAEP
@@ -87,6 +88,8 @@ struct Version {
 
 #[derive(Default)]
 struct State {
+    /// The `resource` of the 401 challenge; `None` for `https://vault.azure.net`.
+    challenge_resource: Option<String>,
     keys: HashMap<String, Vec<Version>>,
     queued: VecDeque<Fault>,
     persistent: Option<Fault>,
@@ -149,6 +152,12 @@ impl FakeKeyVault {
         self.addr
     }
 
+    /// `{host}:{port}`: what a client must trust to talk to the fake (its port is not 443),
+    /// e.g. with `AzureKeyVaultOptions::trusted_hosts`.
+    pub fn host_and_port(&self) -> String {
+        format!("{}:{}", self.host, self.addr.port())
+    }
+
     /// `https://{host}:{port}`: resolve `host` to [`Self::addr`] to reach it.
     pub fn vault_url(&self) -> String {
         format!("https://{}:{}", self.host, self.addr.port())
@@ -196,6 +205,13 @@ impl FakeKeyVault {
     /// Deletes key `name` (all versions).
     pub fn delete_key(&self, name: &str) {
         self.state.lock().unwrap().keys.remove(name);
+    }
+
+    /// Makes the 401 bearer challenge name `resource` (e.g. `https://attacker.example`)
+    /// instead of `https://vault.azure.net`: a client that checks the challenge must then
+    /// not ask for, or send, a token.
+    pub fn set_challenge_resource(&self, resource: &str) {
+        self.state.lock().unwrap().challenge_resource = Some(resource.to_owned());
     }
 
     /// Queues a fault for the next authorized request (after those already queued).
@@ -372,12 +388,15 @@ fn error_reply(
     json_reply(status, serde_json::json!({ "error": error }))
 }
 
-fn challenge() -> Response<Full<Bytes>> {
+fn challenge(resource: Option<&str>) -> Response<Full<Bytes>> {
+    let resource = resource.unwrap_or("https://vault.azure.net");
     Response::builder()
         .status(StatusCode::UNAUTHORIZED)
         .header(
             "www-authenticate",
-            r#"Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net""#,
+            format!(
+                r#"Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="{resource}""#
+            ),
         )
         .header("content-type", "application/json; charset=utf-8")
         .body(Full::new(Bytes::from_static(
@@ -424,7 +443,7 @@ async fn handle(state: &Mutex<State>, origin: &str, req: Request<Incoming>) -> R
         st.log.push(format!("{method} {path}"));
         if !authorized {
             st.counts.challenges += 1;
-            return Ok(challenge());
+            return Ok(challenge(st.challenge_resource.as_deref()));
         }
         match route {
             Some((Op::Get, ..)) => st.counts.get_key += 1,
