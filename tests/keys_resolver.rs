@@ -273,3 +273,140 @@ async fn rewrap_fails_cleanly_when_the_old_kek_is_unusable() {
         Err(Error::KeyNotFound { .. })
     ));
 }
+
+/// A provider that wraps, but says it wrapped with another key-encryption key.
+#[derive(Debug)]
+struct Redirector(FakeKeyProvider);
+
+#[async_trait::async_trait]
+impl KeyEncryptionKeyProvider for Redirector {
+    fn provider_type(&self) -> &str {
+        "AZURE_KEY_VAULT"
+    }
+    async fn wrap_key(
+        &self,
+        kek_url: &str,
+        algorithm: KeyWrapAlgorithm,
+        dek: &DataEncryptionKey,
+    ) -> Result<WrappedKey, KeyProviderError> {
+        let mut w = self.0.wrap_key(kek_url, algorithm, dek).await?;
+        w.kek_url = format!("{KEK2}/1");
+        Ok(w)
+    }
+    async fn unwrap_key(
+        &self,
+        kek_url: &str,
+        algorithm: KeyWrapAlgorithm,
+        wrapped: &[u8],
+    ) -> Result<DataEncryptionKey, KeyProviderError> {
+        self.0.unwrap_key(kek_url, algorithm, wrapped).await
+    }
+}
+
+fn untrusted(e: &Error, id: &str, url: &str) {
+    match e {
+        Error::KeyProvider { key_id, source } => {
+            assert_eq!(key_id, id, "{e}");
+            assert_eq!(source.kind(), KeyProviderErrorKind::Untrusted, "{e}");
+            assert_eq!(source.kek_url(), url, "{e}");
+        }
+        other => panic!("not an untrusted-KEK error: {other}"),
+    }
+    assert!(e.is_key_unavailable());
+}
+
+#[tokio::test]
+async fn only_trusted_keks_are_resolved_created_or_rewrapped() {
+    let fake = Arc::new(FakeKeyProvider::new().with_version("0001"));
+    let store = Arc::new(InMemoryKeyStore::new());
+    // Someone who can write to the key store plants a key wrapped by a KEK of their own.
+    let writer = KeyResolver::builder(store.clone())
+        .provider(fake.clone())
+        .build();
+    let attacker = "https://attacker.vault.azure.net/keys/evil";
+    writer
+        .create_key("planted", CBC, kek(attacker))
+        .await
+        .unwrap();
+    writer.create_key("ours", CBC, kek(KEK1)).await.unwrap();
+    fake.reset_counts();
+
+    let r = KeyResolver::builder(store.clone())
+        .provider(fake.clone())
+        .trusted_kek(KEK1) // every version of kek1
+        .build();
+    let e = r.resolve("planted").await.unwrap_err();
+    untrusted(&e, "planted", &format!("{attacker}/0001"));
+    assert_eq!(fake.unwrap_calls(), 0, "the provider was never asked");
+    assert!(r.cache().cached_ids().is_empty());
+    r.resolve("ours").await.unwrap();
+
+    let e = r.create_key("new", CBC, kek(KEK2)).await.unwrap_err();
+    untrusted(&e, "new", KEK2);
+    assert_eq!(fake.wrap_calls(), 0);
+    assert!(store.read("new").await.unwrap().is_none());
+    r.create_key("new", CBC, kek(KEK1)).await.unwrap();
+
+    let before = store.read("ours").await.unwrap().unwrap();
+    let e = r.rewrap_key("ours", kek(KEK2)).await.unwrap_err();
+    untrusted(&e, "ours", KEK2);
+    let e = r.rewrap_key("planted", kek(KEK1)).await.unwrap_err();
+    untrusted(&e, "planted", &format!("{attacker}/0001"));
+    assert_eq!(store.read("ours").await.unwrap().unwrap(), before);
+
+    // Lenient preparation treats the planted key as unavailable, and skips it.
+    let policy = always_encrypted::ClientEncryptionPolicy::from_json(
+        &json!({"policyFormatVersion": 2, "includedPaths": [
+            {"path": "/a", "clientEncryptionKeyId": "ours", "encryptionType": "Randomized",
+             "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+            {"path": "/b", "clientEncryptionKeyId": "planted", "encryptionType": "Randomized",
+             "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let options = always_encrypted::PrepareOptions::new().allow_unavailable_keys(true);
+    let prepared = r.prepare(&policy, options).await.unwrap();
+    assert_eq!(prepared.unavailable_keys(), ["planted"]);
+    let strict = r
+        .prepare(&policy, always_encrypted::PrepareOptions::new())
+        .await
+        .unwrap_err();
+    untrusted(&strict, "planted", &format!("{attacker}/0001"));
+}
+
+#[tokio::test]
+async fn trusted_keks_apply_to_every_provider_and_to_the_url_a_provider_returns() {
+    // A KEK served by URL (as `ae --local-kek` registers one) is checked like any other.
+    let local = Arc::new(FakeKeyProvider::new());
+    let r = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+        .provider_for_url(KEK2, local.clone())
+        .trusted_kek(format!("{KEK1}/0001"))
+        .build();
+    let e = r.create_key("a", CBC, kek(KEK2)).await.unwrap_err();
+    untrusted(&e, "a", KEK2);
+    assert_eq!(local.wrap_calls(), 0);
+
+    // The URL a provider says it wrapped with is what would be stored: it is checked too.
+    let store = Arc::new(InMemoryKeyStore::new());
+    let r = KeyResolver::builder(store.clone())
+        .provider(Arc::new(Redirector(FakeKeyProvider::new())))
+        .trusted_kek(KEK1)
+        .build();
+    let e = r.create_key("a", CBC, kek(KEK1)).await.unwrap_err();
+    untrusted(&e, "a", &format!("{KEK2}/1"));
+    assert!(store.read("a").await.unwrap().is_none());
+
+    // A versioned entry trusts that version only.
+    let r = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+        .provider(Arc::new(FakeKeyProvider::new().with_version("0002")))
+        .trusted_kek(format!("{KEK1}/0001"))
+        .build();
+    assert!(r.is_trusted_kek(&format!("{KEK1}/0001")));
+    assert!(!r.is_trusted_kek(&format!("{KEK1}/0002")));
+    let e = r.create_key("a", CBC, kek(KEK1)).await.unwrap_err();
+    untrusted(&e, "a", KEK1);
+    // Without a list, everything is trusted (as before).
+    let open = KeyResolver::builder(Arc::new(InMemoryKeyStore::new())).build();
+    assert!(open.is_trusted_kek("https://anything.example/keys/k/1"));
+    assert!(format!("{r:?}").contains("0001"));
+}

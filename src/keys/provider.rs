@@ -104,7 +104,9 @@ pub enum KeyProviderErrorKind {
     /// The client's configuration does not trust the key-encryption key, so nothing was
     /// sent for it: its Key Vault host (or port) is not a trusted one
     /// (`TrustedKeyVaultHosts`, feature `azure-key-vault`; the error's URL is
-    /// then the vault's, not the key's).
+    /// then the vault's, not the key's), or the resolver has a list of trusted
+    /// key-encryption keys and this is not one of them
+    /// ([`KeyResolverBuilder::trusted_kek`](crate::keys::KeyResolverBuilder::trusted_kek)).
     /// Like a revocation: the cache evicts at once, and lenient decryption skips the key.
     Untrusted,
     /// Anything else.

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::keys::local_rsa::{normalize, strip_version};
 use crate::keys::{
     CacheKey, CacheOptions, ClientEncryptionKeyResource, DataEncryptionKey, DekCache,
-    KeyEncryptionKeyProvider, KeyStore, KeyWrapMetadata, ResolvedKey,
+    KeyEncryptionKeyProvider, KeyProviderError, KeyProviderErrorKind, KeyStore, KeyWrapMetadata,
+    ResolvedKey,
 };
 
 /// Resolves client encryption key ids to unwrapped keys: reads the resource from a
@@ -24,6 +25,11 @@ use crate::keys::{
 /// [`KeyResolverBuilder::provider_for_url`] (a URL registered without a version also
 /// matches its versioned URLs), otherwise by `keyWrapMetadata.type`
 /// ([`KeyResolverBuilder::provider`]).
+///
+/// With [`KeyResolverBuilder::trusted_kek`] it accepts only client encryption keys wrapped by
+/// the key-encryption keys named there, whatever the provider (a local key too): a key store
+/// is writable by more people than Key Vault is, and without such a list anyone who can
+/// write to it can add a key wrapped by a key-encryption key of their choosing.
 ///
 /// `Send + Sync`; share it with `Arc`. Build it inside a Tokio runtime (or use it from
 /// one) so that the cache's background refresh and sweep run.
@@ -55,6 +61,7 @@ pub struct KeyResolver {
     store: Arc<dyn KeyStore>,
     by_type: HashMap<String, Arc<dyn KeyEncryptionKeyProvider>>,
     by_url: HashMap<String, Arc<dyn KeyEncryptionKeyProvider>>,
+    trusted_keks: Option<Vec<String>>,
     cache: DekCache,
 }
 
@@ -83,6 +90,7 @@ pub struct KeyResolverBuilder {
     store: Arc<dyn KeyStore>,
     by_type: HashMap<String, Arc<dyn KeyEncryptionKeyProvider>>,
     by_url: HashMap<String, Arc<dyn KeyEncryptionKeyProvider>>,
+    trusted_keks: Option<Vec<String>>,
     cache: CacheOptions,
 }
 
@@ -153,6 +161,65 @@ impl KeyResolverBuilder {
         self
     }
 
+    /// Trusts the key-encryption key `kek_url`, and from the first call on, only the keys
+    /// trusted this way ("trusted key paths", as SQL Server's Always Encrypted has them):
+    /// a client encryption key wrapped by any other key-encryption key is refused, before
+    /// any provider is asked, when it is resolved, created or rewrapped, with
+    /// [`Error::KeyProvider`] of kind
+    /// [`Untrusted`](crate::keys::KeyProviderErrorKind::Untrusted). Without a call, every
+    /// key-encryption key is accepted.
+    ///
+    /// `kek_url` is one of:
+    /// - a versioned key URL `https://<vault>/keys/<name>/<version>`: that version only;
+    /// - a key URL without a version, `https://<vault>/keys/<name>`: every version of it;
+    /// - a vault URL, `https://<vault>`: every key in that vault;
+    /// - any other text: a key-encryption key of a provider of your own, matched exactly.
+    ///
+    /// A key's URL matches as written in its `keyWrapMetadata.value` (one trailing `/`
+    /// aside): the host part compared without regard to case, the path exactly, and a
+    /// name or version after the entry only of the letters, digits (and, in a name, `-`)
+    /// Key Vault allows. So `https://v.vault.azure.net:443/...`, a percent-escaped or
+    /// dot-segment path, or another spelling of the same key does not match: write the
+    /// entry as the key store has it (`ae keys list` shows it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::Error;
+    /// use always_encrypted::cipher::Algorithm;
+    /// use always_encrypted::keys::{
+    ///     InMemoryKeyStore, KeyProviderErrorKind, KeyResolver, KeyWrapAlgorithm,
+    ///     KeyWrapMetadata, LocalRsaKeyProvider,
+    /// };
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> always_encrypted::Result<()> {
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/cli/src/demo-kek.pem"));
+    /// let ours = "https://myvault.vault.azure.net/keys/kek1";
+    /// let other = "https://myvault.vault.azure.net/keys/kek2";
+    /// let local = LocalRsaKeyProvider::from_pems([(ours, pem), (other, pem)])?;
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .provider(Arc::new(local))
+    ///     .trusted_kek(ours) // every version of kek1, nothing else
+    ///     .build();
+    /// let kek = |url| KeyWrapMetadata::azure_key_vault("kek", url, KeyWrapAlgorithm::RsaOaep);
+    /// let alg = Algorithm::AeadAes256CbcHmacSha256;
+    /// resolver.create_key("cek1", alg, kek(ours)).await?;
+    /// let Err(Error::KeyProvider { key_id, source }) = resolver.create_key("cek2", alg, kek(other)).await
+    /// else { panic!("kek2 is not trusted") };
+    /// assert_eq!((key_id.as_str(), source.kind()), ("cek2", KeyProviderErrorKind::Untrusted));
+    /// assert!(resolver.is_trusted_kek(&format!("{ours}/0123abcd")));
+    /// assert!(!resolver.is_trusted_kek(other));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn trusted_kek(mut self, kek_url: impl Into<String>) -> Self {
+        self.trusted_keks
+            .get_or_insert_with(Vec::new)
+            .push(kek_url.into());
+        self
+    }
+
     /// The cache's options (default: [`CacheOptions::default`]).
     ///
     /// # Examples
@@ -194,6 +261,7 @@ impl KeyResolverBuilder {
             store: self.store,
             by_type: self.by_type,
             by_url: self.by_url,
+            trusted_keks: self.trusted_keks,
             cache: DekCache::new(self.cache),
         }
     }
@@ -222,6 +290,7 @@ impl KeyResolver {
             store,
             by_type: HashMap::new(),
             by_url: HashMap::new(),
+            trusted_keks: None,
             cache: CacheOptions::default(),
         }
     }
@@ -311,11 +380,62 @@ impl KeyResolver {
             .or_else(|| self.by_type.get(metadata.provider_type()))
     }
 
+    /// True when the resolver accepts client encryption keys wrapped by `kek_url`: it has
+    /// no list of trusted key-encryption keys, or `kek_url` is on it (see
+    /// [`KeyResolverBuilder::trusted_kek`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use always_encrypted::keys::{InMemoryKeyStore, KeyResolver};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let vault = "https://myvault.vault.azure.net";
+    /// let resolver = KeyResolver::builder(Arc::new(InMemoryKeyStore::new()))
+    ///     .trusted_kek(vault) // any key in this vault
+    ///     .build();
+    /// assert!(resolver.is_trusted_kek(&format!("{vault}/keys/kek1/0123abcd")));
+    /// assert!(!resolver.is_trusted_kek("https://other.vault.azure.net/keys/kek1/0123abcd"));
+    /// assert!(!resolver.is_trusted_kek(&format!("{vault}.evil.example/keys/kek1/1")));
+    /// assert!(!resolver.is_trusted_kek(&format!("{vault}/keys/kek1/..%2F..%2Fevil")));
+    /// # }
+    /// ```
+    pub fn is_trusted_kek(&self, kek_url: &str) -> bool {
+        self.trusted_keks
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|entry| kek_matches(entry, kek_url)))
+    }
+
+    /// `Ok` when `kek_url` is trusted, else the `Untrusted` error for key `key_id`.
+    fn check_trusted(&self, key_id: &str, kek_url: &str) -> Result<()> {
+        if self.is_trusted_kek(kek_url) {
+            return Ok(());
+        }
+        let shown: String = kek_url.chars().take(300).collect();
+        tracing::warn!(
+            key_id,
+            kek_url = %shown,
+            "key-encryption key not trusted; nothing sent"
+        );
+        Err(Error::KeyProvider {
+            key_id: key_id.to_owned(),
+            source: KeyProviderError::new(
+                KeyProviderErrorKind::Untrusted,
+                shown,
+                "not one of the trusted key-encryption keys, so the key was not unwrapped \
+                 or wrapped with it",
+            ),
+        })
+    }
+
+    /// The provider for `metadata`, after checking that its key-encryption key is trusted.
     fn provider(
         &self,
         key_id: &str,
         metadata: &KeyWrapMetadata,
     ) -> Result<&Arc<dyn KeyEncryptionKeyProvider>> {
+        self.check_trusted(key_id, metadata.kek_url())?;
         self.provider_for(metadata).ok_or_else(|| {
             tracing::warn!(
                 key_id,
@@ -643,6 +763,8 @@ impl KeyResolver {
             .wrap_key(kek.kek_url(), kek.algorithm(), dek)
             .await
             .map_err(provider_error)?;
+        // The URL to store is the one the provider returned (versioned): trusted too.
+        self.check_trusted(key_id, &wrapped.kek_url)?;
         let check = provider
             .unwrap_key(&wrapped.kek_url, kek.algorithm(), &wrapped.bytes)
             .await
@@ -667,6 +789,7 @@ impl fmt::Debug for KeyResolver {
             .field("store", &self.store)
             .field("provider_types", &types)
             .field("provider_urls", &urls)
+            .field("trusted_keks", &self.trusted_keks)
             .field("cache", &self.cache)
             .finish()
     }
@@ -681,9 +804,134 @@ impl fmt::Debug for KeyResolverBuilder {
     }
 }
 
+/// True when the trusted-KEK entry `entry` names `kek_url` (see
+/// [`KeyResolverBuilder::trusted_kek`]). Only exact text, or the entry followed by a plain
+/// version (a key entry) or `/keys/<name>[/<version>]` (a vault entry), matches; so no
+/// spelling a URL parser reads as another key (`..`, `%2F`, `\`, a query) can match.
+fn kek_matches(entry: &str, kek_url: &str) -> bool {
+    let (entry, url) = (normalize(entry), normalize(kek_url));
+    let (Some((e_origin, e_path)), Some((u_origin, u_path))) =
+        (split_https(entry), split_https(url))
+    else {
+        return entry == url; // not https: a provider's own key id, exact
+    };
+    if !e_origin.eq_ignore_ascii_case(u_origin) {
+        return false;
+    }
+    if e_path == u_path {
+        return true;
+    }
+    let Some(rest) = u_path
+        .strip_prefix(e_path)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    if e_path.is_empty() {
+        // A vault: /keys/<name>[/<version>] in it.
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            ["keys", name] => is_key_name(name),
+            ["keys", name, version] => is_key_name(name) && is_key_version(version),
+            _ => false,
+        }
+    } else {
+        // A key without a version: one of its versions.
+        e_path
+            .strip_prefix("/keys/")
+            .is_some_and(is_key_name)
+            && is_key_version(rest)
+    }
+}
+
+/// `https://authority/path` → (`https://authority`, `/path`); `None` if not `https://`.
+fn split_https(url: &str) -> Option<(&str, &str)> {
+    const SCHEME: &str = "https://";
+    let rest = url
+        .get(..SCHEME.len())
+        .filter(|s| s.eq_ignore_ascii_case(SCHEME))
+        .and_then(|_| url.get(SCHEME.len()..))?;
+    let at = rest.find('/').map_or(url.len(), |i| i + SCHEME.len());
+    Some(url.split_at(at))
+}
+
+/// A Key Vault key name: 1 to 127 letters, digits and dashes.
+fn is_key_name(s: &str) -> bool {
+    (1..=127).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A Key Vault key version: 1 to 64 letters and digits.
+fn is_key_version(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_kek_entries_match_only_what_they_name() {
+        let vault = "https://v.vault.azure.net";
+        let key = "https://v.vault.azure.net/keys/kek1";
+        let version = "https://v.vault.azure.net/keys/kek1/0123abcd";
+        let yes = [
+            (version, version),
+            (version, "https://v.vault.azure.net/keys/kek1/0123abcd/"),
+            (version, "HTTPS://V.Vault.Azure.NET/keys/kek1/0123abcd"),
+            (key, key),
+            (key, version),
+            (key, "https://v.vault.azure.net/keys/kek1/ff/"),
+            ("https://v.vault.azure.net/keys/kek1/", version),
+            (vault, version),
+            (vault, "https://v.vault.azure.net/keys/other-key/1"),
+            (vault, "https://v.vault.azure.net/keys/other-key"),
+            ("https://v.vault.azure.net/", version),
+            ("hsm:kek1", "hsm:kek1"),
+        ];
+        for (entry, url) in yes {
+            assert!(kek_matches(entry, url), "{entry} should match {url}");
+        }
+        let no = [
+            (version, key),
+            (version, "https://v.vault.azure.net/keys/kek1/0123abce"),
+            (version, "https://v.vault.azure.net/keys/kek1/0123ABCD"),
+            (key, "https://v.vault.azure.net/keys/kek10/1"),
+            (key, "https://v.vault.azure.net/keys/kek1-x/1"),
+            (key, "https://v.vault.azure.net/keys/kek1/1/2"),
+            (key, "https://v.vault.azure.net/keys/kek1/1//"),
+            (key, "https://v.vault.azure.net/keys/kek1/.."),
+            (key, "https://v.vault.azure.net/keys/kek1/%2e%2e"),
+            (key, r"https://v.vault.azure.net/keys/kek1/x\..\..\evil\1"),
+            (key, "https://v.vault.azure.net/keys/kek1/1?x=y"),
+            (key, "https://v.vault.azure.net/keys/kek1/1#x"),
+            (key, "https://v.vault.azure.net:443/keys/kek1/1"),
+            (key, "https://v.vault.azure.net:8443/keys/kek1/1"),
+            (key, "https://a@v.vault.azure.net/keys/kek1/1"),
+            (key, "https://v.vault.azure.net.evil.example/keys/kek1/1"),
+            (key, "http://v.vault.azure.net/keys/kek1/1"),
+            (key, "https://w.vault.azure.net/keys/kek1/1"),
+            (vault, "https://v.vault.azure.net.evil.example/keys/kek1/1"),
+            (vault, "https://v.vault.azure.netx/keys/kek1/1"),
+            (vault, "https://v.vault.azure.net/secrets/kek1/1"),
+            (vault, "https://v.vault.azure.net/keys/kek_1/1"),
+            (vault, "https://v.vault.azure.net/keys/../keys/kek1/1"),
+            (vault, "https://v.vault.azure.net/keys/kek1/1/unwrapkey"),
+            ("hsm:kek1", "HSM:kek1"),
+            ("hsm:kek1", "hsm:kek1/1"),
+            ("https://", "https://x/keys/k/1"),
+            ("", "https://x/keys/k/1"),
+            ("https://é", "https://É/keys/k/1"),
+            (
+                "https://v.vault.azure.net/keys",
+                "https://v.vault.azure.net/keys/k",
+            ),
+        ];
+        for (entry, url) in no {
+            assert!(!kek_matches(entry, url), "{entry} must not match {url}");
+        }
+        // Multi-byte text near the scheme is no panic.
+        assert!(!kek_matches("httpé://x", "httpé://x/1"));
+        assert!(kek_matches("é", "é"));
+    }
 
     #[test]
     fn resolver_is_send_sync() {
