@@ -836,10 +836,7 @@ fn kek_matches(entry: &str, kek_url: &str) -> bool {
         }
     } else {
         // A key without a version: one of its versions.
-        e_path
-            .strip_prefix("/keys/")
-            .is_some_and(is_key_name)
-            && is_key_version(rest)
+        e_path.strip_prefix("/keys/").is_some_and(is_key_name) && is_key_version(rest)
     }
 }
 
