@@ -46,22 +46,44 @@ pub(crate) fn open_store(path: &Path, create: bool) -> Result<Arc<JsonFileKeySto
 }
 
 /// A resolver over `store` with the `--local-kek` keys and, with the `azure-key-vault`
-/// feature, Azure Key Vault for every other key URL.
+/// feature, Azure Key Vault (trusting the default hosts and `--trusted-key-vault-host`) for
+/// every other key URL; with `--trusted-kek`, only those key-encryption keys.
 pub(crate) fn resolver(
     g: &GlobalArgs,
     store: Arc<JsonFileKeyStore>,
 ) -> Result<KeyResolver, CliError> {
     let mut builder = KeyResolver::builder(store);
+    let (trusted_keks, _) = g.trusted_keks()?;
+    for url in trusted_keks {
+        builder = builder.trusted_kek(url);
+    }
     for (url, pem) in &g.local_kek {
         let provider = LocalRsaKeyProvider::from_pem_files([(url.as_str(), pem.as_path())])
             .map_err(|e| CliError::library(format!("loading --local-kek {url}"), e))?;
         builder = builder.provider_for_url(url.clone(), Arc::new(provider));
     }
+    let (hosts, hosts_from) = g.trusted_key_vault_hosts()?;
     #[cfg(feature = "azure-key-vault")]
     {
-        let kv = always_encrypted::keys::AzureKeyVaultProvider::with_default_credential(None)
-            .map_err(|e| CliError::library("setting up Azure Key Vault", e))?;
+        let mut options = always_encrypted::keys::AzureKeyVaultOptions::default();
+        for host in &hosts {
+            options.trusted_hosts.allow(host).map_err(|e| match e {
+                always_encrypted::Error::KeyProviderConfig { reason, .. } => {
+                    CliError::Usage(format!("{hosts_from}: {reason}"))
+                }
+                other => CliError::library(format!("{hosts_from} {host}"), other),
+            })?;
+        }
+        let kv =
+            always_encrypted::keys::AzureKeyVaultProvider::with_default_credential(Some(options))
+                .map_err(|e| CliError::library("setting up Azure Key Vault", e))?;
         builder = builder.provider(Arc::new(kv));
+    }
+    #[cfg(not(feature = "azure-key-vault"))]
+    if !hosts.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{hosts_from}: this ae was built without Azure Key Vault"
+        )));
     }
     Ok(builder.build())
 }

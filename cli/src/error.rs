@@ -92,6 +92,7 @@ impl CliError {
                 always_encrypted::keys::KeyProviderErrorKind::KeyNotFound => "no such key-encryption key: check the URL, or pass --local-kek URL=PEM for a local key".into(),
                 always_encrypted::keys::KeyProviderErrorKind::InvalidWrappedKey => "the key-encryption key cannot unwrap this key: is it the key that wrapped it (same URL, same PEM)?".into(),
                 always_encrypted::keys::KeyProviderErrorKind::Transient => "a passing failure (throttling, timeout, network): try again".into(),
+                always_encrypted::keys::KeyProviderErrorKind::Untrusted => "the key resource names a key-encryption key this run does not trust: if it is your Key Vault on a host outside Azure's Key Vault domains or port 443, add --trusted-key-vault-host HOST[:PORT]; if --trusted-kek or AE_TRUSTED_KEKS is set, it must list the key (see `ae keys list`)".into(),
                 _ => return None,
             }),
             E::DecryptionFailed { .. } => Some(

@@ -43,6 +43,26 @@ pub(crate) struct GlobalArgs {
     /// unwrapping locally exactly as Key Vault's RSA-OAEP would (no cloud). Repeatable.
     #[arg(long = "local-kek", value_name = "URL=PEM", global = true, value_parser = parse_local_kek)]
     pub(crate) local_kek: Vec<(String, PathBuf)>,
+    /// Accept only keys wrapped by this key-encryption key: a versioned Key Vault key URL
+    /// (that version), a key URL without version (all its versions) or a vault URL
+    /// https://<vault>.vault.azure.net (all its keys), as `ae keys list` shows it; any other
+    /// key is refused, local ones too. Repeatable. Without the flag: the URLs in
+    /// AE_TRUSTED_KEKS (comma- or space-separated); without both, every key-encryption key
+    /// is accepted.
+    #[arg(long = "trusted-kek", value_name = "URL", global = true)]
+    pub(crate) trusted_kek: Vec<String>,
+    /// Also send Key Vault requests to hosts under SUFFIX (a sovereign cloud, a private
+    /// endpoint name), on port 443, or on PORT only. By default only Azure's Key Vault and
+    /// Managed HSM domains (*.vault.azure.net, *.managedhsm.azure.net, their sovereign-cloud
+    /// twins) on port 443 are trusted; a key URL elsewhere is refused before any request.
+    /// Repeatable. Without the flag: the entries in AE_TRUSTED_KEY_VAULT_HOSTS (comma- or
+    /// space-separated).
+    #[arg(
+        long = "trusted-key-vault-host",
+        value_name = "SUFFIX[:PORT]",
+        global = true
+    )]
+    pub(crate) trusted_key_vault_host: Vec<String>,
     /// Worker threads for encrypt and decrypt (default: all cores).
     #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,
@@ -69,10 +89,55 @@ impl GlobalArgs {
         }
     }
 
+    /// The `--trusted-kek` URLs, else those in `AE_TRUSTED_KEKS`, with where they came from.
+    pub(crate) fn trusted_keks(&self) -> Result<(Vec<String>, &'static str), CliError> {
+        flag_or_env(&self.trusted_kek, "--trusted-kek", TRUSTED_KEKS_ENV)
+    }
+
+    /// The `--trusted-key-vault-host` entries, else those in `AE_TRUSTED_KEY_VAULT_HOSTS`,
+    /// with where they came from.
+    pub(crate) fn trusted_key_vault_hosts(&self) -> Result<(Vec<String>, &'static str), CliError> {
+        flag_or_env(
+            &self.trusted_key_vault_host,
+            "--trusted-key-vault-host",
+            TRUSTED_HOSTS_ENV,
+        )
+    }
+
     pub(crate) fn threads(&self) -> usize {
         match self.threads {
             Some(n) => usize::from(n),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// Trusted key-encryption keys when `--trusted-kek` is not given.
+const TRUSTED_KEKS_ENV: &str = "AE_TRUSTED_KEKS";
+/// Trusted Key Vault hosts when `--trusted-key-vault-host` is not given.
+const TRUSTED_HOSTS_ENV: &str = "AE_TRUSTED_KEY_VAULT_HOSTS";
+
+/// `values` if any, else the comma- or whitespace-separated entries of the variable `var`.
+fn flag_or_env(
+    values: &[String],
+    flag: &'static str,
+    var: &'static str,
+) -> Result<(Vec<String>, &'static str), CliError> {
+    if !values.is_empty() {
+        return Ok((values.to_vec(), flag));
+    }
+    match std::env::var(var) {
+        Ok(v) => Ok((
+            v.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            var,
+        )),
+        Err(std::env::VarError::NotPresent) => Ok((Vec::new(), var)),
+        // Never ignored: an unreadable trust list must not mean "trust everything".
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(CliError::Usage(format!("{var} is not valid UTF-8")))
         }
     }
 }

@@ -1718,3 +1718,290 @@ mod reencrypt_leaves_no_old_key {
         assert!(!out.exists());
     }
 }
+
+mod trusted_keys {
+    use super::*;
+
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    /// `ae` with `args` and exactly the trust variables in `env` (none from the caller's
+    /// environment).
+    fn ae_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        spawn(args, env, stdin.is_some())
+            .pipe(stdin)
+            .wait_with_output()
+            .unwrap()
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], piped: bool) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ae"));
+        cmd.args(args)
+            .arg("--no-progress")
+            .env_remove("AE_TRUSTED_KEKS")
+            .env_remove("AE_TRUSTED_KEY_VAULT_HOSTS")
+            .envs(env.iter().copied())
+            .stdin(if piped { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    }
+
+    trait Pipe {
+        fn pipe(self, stdin: Option<&str>) -> Self;
+    }
+
+    impl Pipe for std::process::Child {
+        fn pipe(mut self, stdin: Option<&str>) -> Self {
+            if let Some(text) = stdin {
+                use std::io::Write;
+                self.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+            }
+            self
+        }
+    }
+
+    /// A listener on 127.0.0.1 that answers nothing.
+    fn listener() -> (TcpListener, u16) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    }
+
+    fn connected(l: &TcpListener) -> bool {
+        match l.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+
+    /// The SDK's `cek1`, pointed at `kek_url` (as anyone who can write the store could).
+    fn store_with_kek(d: &Dir, kek_url: &str) {
+        let mut cek: serde_json::Value = serde_json::from_str(&vector("cek1.json")).unwrap();
+        cek["keyWrapMetadata"]["value"] = kek_url.into();
+        d.write("keys.json", &format!("[{cek}]"));
+    }
+
+    #[test]
+    fn a_key_vault_url_on_an_untrusted_host_is_refused_before_any_connection() {
+        let d = Dir::new("trust-host");
+        d.write("policy.json", &vector("policy.json"));
+        let (l, port) = listener();
+        let url = format!("https://127.0.0.1:{port}/keys/k/00000000000000000000000000000001");
+        store_with_kek(&d, &url);
+        let args = [
+            "encrypt",
+            "--store",
+            s(&d.path("keys.json")),
+            "--policy",
+            s(&d.path("policy.json")),
+        ];
+        let o = ae_env(&args, &[], Some("{\"id\":\"1\",\"s\":\"x\"}\n"));
+        assert_exit(&o, 3);
+        let err = stderr(&o);
+        assert!(err.contains("'cek1'"), "{err}");
+        assert!(
+            err.contains(&format!("host 127.0.0.1 (port {port})")),
+            "{err}"
+        );
+        assert!(
+            !err.contains("/keys/k/"),
+            "names the host, not the URL: {err}"
+        );
+        assert!(err.contains("--trusted-key-vault-host"), "the hint: {err}");
+        assert!(stdout(&o).is_empty());
+        // Allowing another port of the same host does not allow this one.
+        let other = format!("127.0.0.1:{}", port.wrapping_add(1).max(1));
+        let o = ae_env(
+            &args,
+            &[("AE_TRUSTED_KEY_VAULT_HOSTS", other.as_str())],
+            Some("{\"id\":\"1\"}\n"),
+        );
+        assert_exit(&o, 3);
+        assert!(!connected(&l), "a connection was made");
+    }
+
+    /// Runs `ae encrypt` against the listener and waits for its first connection; true
+    /// when one came (then `ae` is stopped: nothing there speaks TLS).
+    fn reaches_listener(d: &Dir, l: &TcpListener, extra: &[&str], env: &[(&str, &str)]) -> bool {
+        let mut args = vec![
+            "encrypt",
+            "--store",
+            s(&d.path("keys.json")),
+            "--policy",
+            s(&d.path("policy.json")),
+            "-i",
+            s(&d.path("one.ndjson")),
+        ];
+        args.extend(extra);
+        let mut child = spawn(&args, env, false);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut reached = false;
+        while Instant::now() < deadline {
+            if connected(l) {
+                reached = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            reached,
+            "no connection; ae said: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reached
+    }
+
+    #[test]
+    fn a_trusted_host_flag_or_variable_lets_requests_go_to_that_host_and_port() {
+        let d = Dir::new("trust-host-ok");
+        d.write("policy.json", &vector("policy.json"));
+        d.write("one.ndjson", "{\"id\":\"1\",\"s\":\"x\"}\n");
+        let (l, port) = listener();
+        store_with_kek(
+            &d,
+            &format!("https://127.0.0.1:{port}/keys/k/00000000000000000000000000000001"),
+        );
+        let entry = format!("127.0.0.1:{port}");
+        assert!(reaches_listener(
+            &d,
+            &l,
+            &["--trusted-key-vault-host", &entry],
+            &[]
+        ));
+        let list = format!("kv.example.net, {entry}");
+        assert!(reaches_listener(
+            &d,
+            &l,
+            &[],
+            &[("AE_TRUSTED_KEY_VAULT_HOSTS", list.as_str())]
+        ));
+    }
+
+    #[test]
+    fn a_bad_trusted_host_is_a_usage_error() {
+        let (d, _) = sdk_setup("trust-host-bad");
+        for bad in [
+            "https://kv.example.net",
+            "*.example.net",
+            "kv.example.net:0",
+        ] {
+            let o = ae_env(
+                &[
+                    "encrypt",
+                    "--store",
+                    s(&d.path("keys.json")),
+                    "--policy",
+                    s(&d.path("policy.json")),
+                    "--trusted-key-vault-host",
+                    bad,
+                ],
+                &[],
+                Some(""),
+            );
+            assert_exit(&o, 2);
+            assert!(stderr(&o).contains(bad), "{}", stderr(&o));
+        }
+    }
+
+    #[test]
+    fn trusted_keks_refuse_keys_under_any_other_kek_local_ones_too() {
+        let (d, local) = sdk_setup("trust-kek");
+        let url = cek1_url(); // https://anchor-public.vault.azure.net/keys/kek1/<version>
+        let key = url.rsplit_once('/').unwrap().0.to_owned();
+        let vault = key.split_once("/keys/").unwrap().0.to_owned();
+        let other = "https://other.vault.azure.net/keys/kek1";
+        let enc = |extra: &[&str], env: &[(&str, &str)]| {
+            let mut args = vec![
+                "encrypt",
+                "--store",
+                s(&d.path("keys.json")),
+                "--policy",
+                s(&d.path("policy.json")),
+                "--partition-key-path",
+                "/pk",
+                "--local-kek",
+                &local,
+                "-i",
+                s(&d.path("plain.ndjson")),
+            ];
+            args.extend(extra);
+            ae_env(&args, env, None)
+        };
+        for trusted in [url.as_str(), key.as_str(), vault.as_str()] {
+            let o = enc(&["--trusted-kek", other, "--trusted-kek", trusted], &[]);
+            assert_exit(&o, 0);
+            assert_eq!(stdout(&o), vector("enc.ndjson"), "{trusted}");
+        }
+        let o = enc(&["--trusted-kek", other], &[]);
+        assert_exit(&o, 3);
+        let err = stderr(&o);
+        assert!(err.contains("'cek1'") && err.contains(&url), "{err}");
+        assert!(err.contains("--trusted-kek"), "the hint: {err}");
+        assert!(stdout(&o).is_empty());
+
+        // The variable, when the flag is not given; the flag wins over it.
+        let list = format!("{other},{key}");
+        assert_exit(&enc(&[], &[("AE_TRUSTED_KEKS", list.as_str())]), 0);
+        assert_exit(&enc(&[], &[("AE_TRUSTED_KEKS", other)]), 3);
+        assert_exit(
+            &enc(&["--trusted-kek", &key], &[("AE_TRUSTED_KEKS", other)]),
+            0,
+        );
+
+        // Creating a key under an untrusted KEK stores nothing.
+        let before = d.read("keys.json");
+        let o = ae_env(
+            &[
+                "keys",
+                "create",
+                "--store",
+                s(&d.path("keys.json")),
+                "--id",
+                "cek2",
+                "--kek-url",
+                &key,
+                "--local-kek",
+                &local,
+                "--trusted-kek",
+                other,
+            ],
+            &[],
+            None,
+        );
+        assert_exit(&o, 3);
+        assert_eq!(d.read("keys.json"), before);
+
+        // Lenient decryption leaves what the untrusted key encrypted as stored.
+        let o = ae_env(
+            &[
+                "decrypt",
+                "--store",
+                s(&d.path("keys.json")),
+                "--policy",
+                s(&d.path("policy.json")),
+                "--local-kek",
+                &local,
+                "--trusted-kek",
+                other,
+                "--lenient",
+            ],
+            &[],
+            Some(&vector("enc.ndjson")),
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o), vector("enc.ndjson"));
+        assert!(stderr(&o).contains("cek1"), "{}", stderr(&o));
+    }
+}
