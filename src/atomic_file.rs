@@ -61,6 +61,19 @@ use crate::error::{Error, Result};
 
 /// What [`AtomicFile::create`] does when the target exists and is not a regular file nor a
 /// directory (a device such as `/dev/null`, a named pipe, a socket).
+///
+/// ```
+/// use always_encrypted::atomic_file::{AtomicFile, NonRegularFile};
+/// # #[cfg(unix)]
+/// # fn main() -> always_encrypted::Result<()> {
+/// // Output for a user: `-o /dev/null` streams to the device.
+/// AtomicFile::create("/dev/null", NonRegularFile::WriteDirectly)?.commit()?;
+/// // A key store: only a regular file can be replaced atomically.
+/// assert!(AtomicFile::create("/dev/null", NonRegularFile::Refuse).is_err());
+/// # Ok(()) }
+/// # #[cfg(not(unix))]
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NonRegularFile {
@@ -78,6 +91,22 @@ pub enum NonRegularFile {
 /// devices.
 ///
 /// Writes are buffered; errors from [`Write`] are the operating system's.
+///
+/// ```
+/// use std::io::Write;
+/// use always_encrypted::atomic_file::{AtomicFile, NonRegularFile};
+///
+/// let dir = std::env::temp_dir().join(format!("ae-atomic-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("out.ndjson");
+/// let mut out = AtomicFile::create(&path, NonRegularFile::Refuse)?;
+/// out.write_all(b"{}\n")?;
+/// assert!(!path.exists()); // nothing at the target until the commit
+/// out.commit()?;
+/// assert_eq!(std::fs::read(&path)?, b"{}\n");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct AtomicFile {
     /// The file replaced (links resolved).
     target: PathBuf,

@@ -523,7 +523,19 @@ proptest! {
     fn documents_round_trip_in_both_modes(doc in document(), policy in policy()) {
         let p = prepare(&policy);
         let mut enc = doc.clone();
-        p.encrypt_document(&mut enc).unwrap();
+        match p.encrypt_document(&mut enc) {
+            Ok(()) => {}
+            // The Value API refuses -0.0 (serde_json reads both the literal -0, a Long 0 in
+            // text, and -0.0, a Double, as -0.0), and leaves the document unchanged; the text
+            // API below still round-trips it.
+            Err(always_encrypted::Error::UnsupportedValue { .. }) if common::has_negative_zero(&doc) => {
+                prop_assert_eq!(&enc, &doc);
+                let text = serde_json::to_string(&doc).unwrap();
+                prop_assert_eq!(p.decrypt_str(&p.encrypt_str(&text).unwrap()).unwrap(), text);
+                return Ok(());
+            }
+            Err(e) => return Err(TestCaseError::fail(format!("encrypt_document: {e}"))),
+        }
         prop_assert_ne!(&enc["id"], &doc["id"]);
         let mut dec = enc.clone();
         p.decrypt_document(&mut dec).unwrap();

@@ -175,3 +175,15 @@ pub fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
         _ => a == b,
     }
 }
+
+/// Whether `v` holds a `-0.0`, which the Value API refuses under a selected path: serde_json
+/// reads both the literal `-0` (a Long 0 in text) and `-0.0` (a Double) as `-0.0`.
+pub fn has_negative_zero(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => n.as_f64().is_some_and(|x| x == 0.0 && x.is_sign_negative()),
+        Value::Array(a) => a.iter().any(has_negative_zero),
+        Value::Object(m) => m.values().any(has_negative_zero),
+        _ => false,
+    }
+}

@@ -353,6 +353,12 @@ fn is_ip(host: &str) -> bool {
 impl TrustedKeyVaultHosts {
     /// The Key Vault and Managed HSM domains of Azure's public and sovereign clouds, as
     /// Microsoft's own Always Encrypted providers trust them. The default entries, port 443.
+    ///
+    /// ```
+    /// use always_encrypted::keys::TrustedKeyVaultHosts;
+    ///
+    /// assert!(TrustedKeyVaultHosts::AZURE_SUFFIXES.contains(&"vault.azure.net"));
+    /// ```
     pub const AZURE_SUFFIXES: [&'static str; 8] = [
         "vault.azure.net",
         "vault.azure.cn",
