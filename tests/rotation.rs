@@ -811,3 +811,23 @@ proptest! {
         }
     }
 }
+
+/// A stored Double `-0.0` (the literal `-0.0`; the literal `-0` is a Long 0) keeps its type
+/// through re-encryption in both APIs, although the Value API's `encrypt_document` refuses
+/// a `-0.0` it cannot type: re-encryption moves typed plaintext, not a re-typed `Value`.
+#[test]
+fn a_stored_negative_zero_keeps_its_type() {
+    let old = prepare(&[("/a", "old", DET, COSMOS), ("/b", "old", DET, COSMOS)]);
+    let new = prepare(&[("/a", "new", DET, COSMOS), ("/b", "new", DET, COSMOS)]);
+    let text = r#"{"id":"1","a":-0.0,"b":-0}"#;
+    let stored = old.encrypt_str(text).unwrap();
+    let (rotated, what) = reencrypt_str(&old, &new, &stored).unwrap();
+    assert_eq!(what, Reencryption::Converted);
+    assert_eq!(rotated, new.encrypt_str(text).unwrap());
+    let mut v = parse(&stored);
+    assert_eq!(
+        reencrypt_document(&old, &new, &mut v).unwrap(),
+        Reencryption::Converted
+    );
+    assert_eq!(v, parse(&rotated));
+}
