@@ -23,12 +23,14 @@
 //! while parsing, before this crate sees it: such a number reaches the `Value` API as
 //! that Double, where the text API refuses it.
 
+use std::io::Write;
+
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use serde_json::{Number, Value};
 use zeroize::Zeroizing;
 
-use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey};
+use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey, ReserveWiping, WipingWriter};
 use crate::error::{Error, Result};
 
 /// The type of an encrypted value, stored in clear as the first byte of the stored form.
@@ -866,6 +868,8 @@ pub(crate) fn encrypt_to_stored_bytes_into(
     };
     let len = base64::encoded_len(scratch.len(), true).ok_or_else(internal)?;
     let start = out.len();
+    // `out` may hold decrypted values (the document walker's output).
+    out.reserve_wiping(len);
     out.resize(start + len, 0);
     match alphabet
         .engine()
@@ -1064,6 +1068,8 @@ fn append_base64(bytes: &[u8], alphabet: Alphabet, out: &mut Vec<u8>) -> Result<
     };
     let len = base64::encoded_len(bytes.len(), true).ok_or_else(internal)?;
     let start = out.len();
+    // `out` may hold decrypted values (the document walker's output).
+    out.reserve_wiping(len);
     out.resize(start + len, 0);
     match alphabet.engine().encode_slice(bytes, &mut out[start..]) {
         Ok(n) if n == len => Ok(()),
@@ -1084,34 +1090,37 @@ pub(crate) fn plaintext_to_json(
 
 /// Writes decrypted plaintext bytes with their marker as JSON text, exactly as
 /// `serde_json` would print [`plaintext_to_json`]'s value; the reason on error (then `out`
-/// may hold a partial value: the caller discards it).
+/// may hold a partial value: the caller discards it). Every growth of `out`, which holds
+/// the values decrypted before, wipes the allocation it leaves.
 pub(crate) fn write_plaintext_json(
     marker: TypeMarker,
     bytes: &[u8],
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), &'static str> {
     const WRITE: &str = "internal error: writing JSON";
+    let mut w = WipingWriter(out);
     match marker {
         TypeMarker::Null => return Err("the Null type marker is never encrypted"),
         TypeMarker::Boolean => {
             let b = fixed8(bytes, "a Boolean payload must be 8 bytes")?;
-            out.extend_from_slice(if b[0] != 0 { b"true" } else { b"false" });
+            let text: &[u8] = if b[0] != 0 { b"true" } else { b"false" };
+            w.write_all(text).map_err(|_| WRITE)?;
         }
         TypeMarker::Long => {
             let n = i64::from_le_bytes(fixed8(bytes, "a Long payload must be 8 bytes")?);
-            serde_json::to_writer(&mut *out, &n).map_err(|_| WRITE)?;
+            serde_json::to_writer(&mut w, &n).map_err(|_| WRITE)?;
         }
         TypeMarker::Double => {
             let x = f64::from_le_bytes(fixed8(bytes, "a Double payload must be 8 bytes")?);
             if !x.is_finite() {
                 return Err("a Double payload is NaN or infinite");
             }
-            serde_json::to_writer(&mut *out, &x).map_err(|_| WRITE)?;
+            serde_json::to_writer(&mut w, &x).map_err(|_| WRITE)?;
         }
         TypeMarker::String => {
             let s =
                 std::str::from_utf8(bytes).map_err(|_| "a String payload is not valid UTF-8")?;
-            serde_json::to_writer(&mut *out, s).map_err(|_| WRITE)?;
+            serde_json::to_writer(&mut w, s).map_err(|_| WRITE)?;
         }
     }
     Ok(())

@@ -16,9 +16,9 @@ use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::EncryptionType;
+use super::{EncryptionType, ReserveWiping};
 use crate::error::{Error, Result};
 use crate::keys::DataEncryptionKey;
 
@@ -341,12 +341,8 @@ impl CbcHmacKey {
         if !tags_equal(&expected, &ciphertext[1..1 + TAG_LEN]) {
             return Err(self.failed());
         }
-        if out.capacity() < body.len() {
-            // Growing would free the old allocation, which may hold an earlier plaintext,
-            // without wiping it: wipe it and start a new one.
-            out.zeroize();
-            **out = Vec::with_capacity(body.len());
-        }
+        // Growing `out` must not free an earlier plaintext unwiped (`out` is empty here).
+        out.reserve_wiping(body.len());
         // Decrypt from the ciphertext straight into `out` (no copy first).
         out.resize(body.len(), 0);
         let dec = cbc::Decryptor::<&Aes256>::inner_iv_init(&self.0.aes, &(*iv).into());

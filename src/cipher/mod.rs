@@ -6,9 +6,13 @@
 
 mod cbc_hmac;
 pub mod modern;
+mod wipe;
 
 pub use cbc_hmac::CbcHmacKey;
 pub use modern::ModernKey;
+#[doc(hidden)]
+pub use wipe::ReserveWiping;
+pub(crate) use wipe::WipingWriter;
 
 use std::cell::Cell;
 use std::fmt;

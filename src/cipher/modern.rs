@@ -105,9 +105,9 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-use super::EncryptionType;
+use super::{EncryptionType, ReserveWiping};
 use crate::error::{Error, Result};
 use crate::keys::DataEncryptionKey;
 
@@ -403,6 +403,8 @@ impl ModernKey {
                 Ok(())
             }
             Err(_) => {
+                // The body still holds the plaintext.
+                out[start..].zeroize();
                 out.truncate(start);
                 Err(Error::UnsupportedValue {
                     path: self.path.clone(),
@@ -491,7 +493,10 @@ impl ModernKey {
         nonce.copy_from_slice(&stored[3..HEADER_LEN]);
         let body_end = stored.len() - TAG_LEN;
         let tag = &stored[body_end..];
-        out.extend_from_slice(&stored[HEADER_LEN..body_end]);
+        let body = &stored[HEADER_LEN..body_end];
+        // Growing `out` must not free an earlier plaintext unwiped.
+        out.reserve_wiping(body.len());
+        out.extend_from_slice(body);
         let aad = self.aad(&header);
         let ok = match &self.cipher {
             ModeCipher::Randomized(gcm) => match tag.try_into() {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey};
+use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey, ReserveWiping};
 use crate::error::{Error, Result};
 use crate::path::Segment;
 use crate::policy::{ClientEncryptionPolicy, EncryptionPath};
@@ -711,6 +711,9 @@ fn unescape_with<'s>(
         return Ok(inner);
     }
     buf.clear();
+    // Unescaping never lengthens the text, so this is the only growth of `buf`, and it
+    // wipes the previous (plaintext) contents it frees.
+    buf.reserve_wiping(inner.len());
     let mut rest = inner;
     while let Some(p) = rest.find('\\') {
         buf.push_str(&rest[..p]);

@@ -22,6 +22,7 @@ use super::{
 };
 use zeroize::Zeroize;
 
+use crate::cipher::ReserveWiping;
 use crate::error::{Error, Result};
 use crate::value::{Plaintext, write_plaintext_json};
 
@@ -113,11 +114,11 @@ pub(crate) fn transform(
     let mut copied = 0;
     let run = || -> Result<()> {
         for (child, start, end, escaped) in matched {
-            out.extend_from_slice(slice(input, copied, start)?);
+            put(&mut out, slice(input, copied, start)?);
             w.top_level(child, start, end, escaped, &mut out)?;
             copied = end;
         }
-        out.extend_from_slice(slice(input, copied, input.len())?);
+        put(&mut out, slice(input, copied, input.len())?);
         Ok(())
     };
     match run() {
@@ -233,13 +234,13 @@ impl Walk<'_, '_, '_> {
                     i = skip_ws(b, i + 1);
                     let v_end = scan::value(b, i, &mut self.stack).map_err(|_| self.bad_json(i))?;
                     if let Some(child) = child {
-                        out.extend_from_slice(slice(self.input, copied, i)?);
+                        put(out, slice(self.input, copied, i)?);
                         self.node(child, i, v_end, depth + 1, out)?;
                         copied = v_end;
                     }
                     i = v_end;
                 }
-                out.extend_from_slice(slice(self.input, copied, end)?);
+                put(out, slice(self.input, copied, end)?);
             }
             Some(b'[') if node.elements().is_some() => {
                 let el = node.elements().unwrap_or(ROOT);
@@ -257,16 +258,16 @@ impl Walk<'_, '_, '_> {
                         _ => {}
                     }
                     let v_end = scan::value(b, i, &mut self.stack).map_err(|_| self.bad_json(i))?;
-                    out.extend_from_slice(slice(self.input, copied, i)?);
+                    put(out, slice(self.input, copied, i)?);
                     self.node(el, i, v_end, depth + 1, out)?;
                     copied = v_end;
                     i = v_end;
                 }
-                out.extend_from_slice(slice(self.input, copied, end)?);
+                put(out, slice(self.input, copied, end)?);
             }
             // Absent shape (a scalar where the policy expects an object or array):
             // nothing is selected here.
-            _ => out.extend_from_slice(slice(self.input, start, end)?),
+            _ => put(out, slice(self.input, start, end)?),
         }
         Ok(())
     }
@@ -288,7 +289,7 @@ impl Walk<'_, '_, '_> {
                     self.skipped
                         .push(SkippedProperty::new(String::new(), key_id, error));
                     self.skip_offsets.push(start);
-                    out.extend_from_slice(slice(self.input, start, end)?);
+                    put(out, slice(self.input, start, end)?);
                     return Ok(());
                 }
                 return Err(Error::KeyUnavailable {
@@ -318,7 +319,7 @@ impl Walk<'_, '_, '_> {
                         i = s_end;
                         continue;
                     }
-                    out.extend_from_slice(slice(self.input, copied, i)?);
+                    put(out, slice(self.input, copied, i)?);
                     self.string_leaf(sel, key, i, s_end, escaped, out)
                         .map_err(|e| e.at_path(&path_at(self.input, i)))?;
                     copied = s_end;
@@ -326,7 +327,7 @@ impl Walk<'_, '_, '_> {
                 }
                 b'-' | b'0'..=b'9' => {
                     let n_end = scan::number(b, i).map_err(|_| self.bad_json(i))?;
-                    out.extend_from_slice(slice(self.input, copied, i)?);
+                    put(out, slice(self.input, copied, i)?);
                     let lit = slice_str(self.input, i, n_end)?;
                     self.scalar_leaf(sel, key, Scalar::Number(lit), out)
                         .map_err(|e| e.at_path(&path_at(self.input, i)))?;
@@ -341,7 +342,7 @@ impl Walk<'_, '_, '_> {
                     } else {
                         return Err(self.bad_json(i));
                     };
-                    out.extend_from_slice(slice(self.input, copied, i)?);
+                    put(out, slice(self.input, copied, i)?);
                     self.scalar_leaf(sel, key, Scalar::Bool(v), out)
                         .map_err(|e| e.at_path(&path_at(self.input, i)))?;
                     copied = i + len;
@@ -362,7 +363,7 @@ impl Walk<'_, '_, '_> {
                 _ => i += 1,
             }
         }
-        out.extend_from_slice(slice(self.input, copied, end)?);
+        put(out, slice(self.input, copied, end)?);
         Ok(())
     }
 
@@ -395,9 +396,9 @@ impl Walk<'_, '_, '_> {
         };
         match self.op {
             Op::Encrypt => {
-                out.push(b'"');
+                put(out, b"\"");
                 key.encrypt_to_bytes(sel.mode, &Plaintext::string(s), sel.alphabet, scratch, out)?;
-                out.push(b'"');
+                put(out, b"\"");
             }
             Op::Decrypt { .. } => {
                 let marker = key.decrypt(s, sel.alphabet, scratch, plain)?;
@@ -432,9 +433,9 @@ impl Walk<'_, '_, '_> {
             Scalar::Number(lit) => Plaintext::from_number_literal(lit)?,
             Scalar::Bool(b) => Plaintext::boolean(b),
         };
-        out.push(b'"');
+        put(out, b"\"");
         key.encrypt_to_bytes(sel.mode, &pt, sel.alphabet, &mut self.bufs.scratch, out)?;
-        out.push(b'"');
+        put(out, b"\"");
         Ok(())
     }
 
@@ -460,6 +461,13 @@ fn internal() -> Error {
         path: String::new(),
         reason: "internal error: lost track of the input".into(),
     }
+}
+
+/// Appends to the output, which holds decrypted values when decrypting: a growth wipes the
+/// old allocation before it is freed.
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve_wiping(bytes.len());
+    out.extend_from_slice(bytes);
 }
 
 fn slice(input: &str, start: usize, end: usize) -> Result<&[u8]> {
