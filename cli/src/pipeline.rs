@@ -11,6 +11,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use always_encrypted::cipher::ReserveWiping;
+use zeroize::{Zeroize, Zeroizing};
+
 /// Lines per batch: large enough to amortize channel traffic, small enough to keep memory
 /// flat and the progress bar lively.
 const BATCH_LINES: usize = 256;
@@ -81,7 +84,8 @@ struct Done<E> {
 }
 
 struct DoneBatch {
-    output: String,
+    /// The transformed lines, which may be decrypted documents: wiped when dropped.
+    output: Zeroizing<String>,
     documents: u64,
     bytes: u64,
     notes: Vec<(u64, String)>,
@@ -91,8 +95,10 @@ struct DoneBatch {
 /// writes the results, one line each, in input order to `output`.
 ///
 /// `transform(line, out, notes)` appends the transformed document (without newline) to
-/// `out` and may push notes. The first failure in input order stops the run; lines after
-/// it are not written. A UTF-8 byte-order mark at the start is skipped.
+/// `out` (empty when it is called) and may push notes. The first failure in input order
+/// stops the run; lines after it are not written. A UTF-8 byte-order mark at the start is
+/// skipped. Output buffers are wiped before they grow or are freed, provided `transform`
+/// appends its document in one piece.
 pub(crate) fn run<E, F, R, W, P>(
     input: R,
     output: &mut W,
@@ -250,6 +256,10 @@ fn work<E, F>(
     F: Fn(&str, &mut String, &mut Vec<String>) -> Result<(), E>,
 {
     let mut notes_buf = Vec::new();
+    // One document's output, reused: every byte of its allocation beyond what the current
+    // line wrote is zero (each line's output is wiped once copied), so when the transform's
+    // one append makes it grow, the allocation it leaves holds no plaintext.
+    let mut doc = Zeroizing::new(String::new());
     loop {
         let batch = {
             let Ok(guard) = rx.lock() else { return };
@@ -262,7 +272,9 @@ fn work<E, F>(
             return;
         }
         let mut out = DoneBatch {
-            output: String::with_capacity(batch.lines.iter().map(|(_, l)| l.len() * 2).sum()),
+            output: Zeroizing::new(String::with_capacity(
+                batch.lines.iter().map(|(_, l)| l.len() * 2).sum(),
+            )),
             documents: 0,
             bytes: batch.bytes,
             notes: Vec::new(),
@@ -270,9 +282,17 @@ fn work<E, F>(
         let mut failed = None;
         for (line, text) in &batch.lines {
             notes_buf.clear();
-            match transform(text, &mut out.output, &mut notes_buf) {
+            let result = transform(text, &mut doc, &mut notes_buf);
+            if result.is_ok() {
+                // Growing the batch output must not free the documents before unwiped.
+                out.output.reserve_wiping(doc.len() + 1);
+                out.output.push_str(&doc);
+                out.output.push('\n');
+            }
+            doc.as_mut_str().zeroize();
+            doc.clear();
+            match result {
                 Ok(()) => {
-                    out.output.push('\n');
                     out.documents += 1;
                     out.notes.extend(notes_buf.drain(..).map(|n| (*line, n)));
                 }
@@ -455,5 +475,33 @@ mod tests {
         let input: String = (0..3000).map(|i| format!("doc{i}\n")).collect();
         let r = run(input.as_bytes(), &mut Broken, 2, &(), upper);
         assert!(matches!(r, Err(PipelineError::Write(_))));
+    }
+
+    // The unit tests of `ae` run on an allocator that checks freed memory for a needle
+    // while a test has armed it (only the test below does).
+    #[global_allocator]
+    static ALLOC: test_probes::FreedMemoryProbe = test_probes::FreedMemoryProbe;
+
+    #[test]
+    fn worker_output_buffers_are_wiped_before_they_grow_or_are_freed() {
+        // Each document's output (the needle first) is far longer than its input line, so
+        // the batch output grows past its first capacity many times; after writing, the
+        // batch is freed.
+        const NEEDLE: &str = "pipeline-output-needle-6e1d";
+        let doc = format!("{NEEDLE}{}", "x".repeat(5000));
+        let input: String = (0..600).map(|i| format!("{i}\n")).collect();
+        for threads in [1, 2] {
+            let mut sink = Zeroizing::new(Vec::with_capacity(4 << 20));
+            let armed = test_probes::FreedMemoryProbe::arm(NEEDLE.as_bytes());
+            let r = run(input.as_bytes(), &mut *sink, threads, &(), |_, out, _| {
+                out.push_str(&doc);
+                Ok::<(), ()>(())
+            });
+            assert_eq!(r.unwrap().documents, 600);
+            assert_eq!(sink.len(), 600 * (doc.len() + 1));
+            drop(sink);
+            assert!(armed.checked() > 0);
+            assert_eq!(armed.hits(), 0, "{threads} thread(s)");
+        }
     }
 }
