@@ -8,6 +8,11 @@ Usage: python3 scripts/ae1_reference.py > tests/vectors/ae1.json
 Randomized vectors use a fixed nonce here so the file is reproducible; the Rust test only
 decrypts them.
 
+"lengthBoundary" holds vectors for key ids and paths of 65,535 bytes, the longest the
+16-bit length field of the binding holds, and cases of 65,536 bytes marked "refused" (the
+binding would not be injective, so neither implementation encrypts or decrypts them). The
+long fields are written as {"prefix", "fill", "bytes"}: prefix, then fill up to bytes.
+
 It also writes whole-document vectors ("documents"): an extended-mode policy whose paths use
 AE1_AES_256_GCM_HKDF_SHA256, a plaintext document and its encrypted form, produced by the
 document rules of the crate (every primitive leaf under a selected path is encrypted with
@@ -32,6 +37,7 @@ SALT = b"always-encrypted/AE1"
 
 
 def lp(b: bytes) -> bytes:
+    # A 16-bit length: a key id or path of 65536 bytes or more cannot be bound (struct.error).
     return struct.pack(">H", len(b)) + b
 
 
@@ -168,6 +174,39 @@ def document_vectors():
     return {k: v.hex() for k, v in deks.items()}, out
 
 
+def field(spec) -> str:
+    """A long key id or path, written compactly in the file: prefix, then fill to `bytes`."""
+    return spec["prefix"] + spec["fill"] * (spec["bytes"] - len(spec["prefix"]))
+
+
+def length_boundary_vectors():
+    """Key ids and paths of 65,535 bytes (the longest the 16-bit length field holds) and
+    of 65,536 bytes (refused: the binding would not be injective)."""
+    dek = bytes.fromhex("4d7dd4e7867e93b767ace005a2af32a2fc5dc4bd669a117beca2778a15ee8a45")
+    short_id = {"prefix": "cek1", "fill": "", "bytes": 4}
+    short_path = {"prefix": "/ssn", "fill": "", "bytes": 4}
+    cases = [
+        ({"prefix": "", "fill": "k", "bytes": 65535}, short_path, "Deterministic"),
+        (short_id, {"prefix": "/", "fill": "p", "bytes": 65535}, "Deterministic"),
+        ({"prefix": "", "fill": "k", "bytes": 65535}, {"prefix": "/", "fill": "p", "bytes": 65535},
+         "Randomized"),
+        ({"prefix": "", "fill": "k", "bytes": 65536}, short_path, "Deterministic"),
+        (short_id, {"prefix": "/", "fill": "p", "bytes": 65536}, "Randomized"),
+    ]
+    out = []
+    for i, (key_id, path, mode) in enumerate(cases):
+        v = {"keyId": key_id, "path": path, "encryptionType": mode, "typeMarker": 5,
+             "plaintextHex": b"v".hex()}
+        try:
+            nonce = bytes([0xB0 + i]) * 12 if mode == "Randomized" else None
+            v["stored"] = base64.b64encode(
+                encrypt(dek, field(key_id), field(path), mode, 5, b"v", nonce)).decode()
+        except struct.error:
+            v["refused"] = True
+        out.append(v)
+    return out
+
+
 def main():
     dek = bytes.fromhex("4d7dd4e7867e93b767ace005a2af32a2fc5dc4bd669a117beca2778a15ee8a45")
     cases = [
@@ -201,6 +240,7 @@ def main():
         "vectors": vectors,
         "documentKeys": document_keys,
         "documents": documents,
+        "lengthBoundary": length_boundary_vectors(),
     }, indent=2, ensure_ascii=False))
 
 

@@ -17,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::cipher::modern::MAX_BOUND_FIELD_BYTES;
 use crate::cipher::{Algorithm, EncryptionType};
 use crate::error::{Error, Result};
 use crate::path::{self, Segment};
@@ -138,7 +139,8 @@ impl EncryptionPath {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPolicy`] for a malformed path or an empty key id.
+    /// [`Error::InvalidPolicy`] for a malformed path, an empty key id, or a path or key id
+    /// longer than 65,535 bytes.
     ///
     /// # Examples
     ///
@@ -163,6 +165,17 @@ impl EncryptionPath {
         let segments = path::parse_policy_path(&path).map_err(|r| invalid(&path, r))?;
         if key_id.is_empty() {
             return Err(invalid(&path, "clientEncryptionKeyId must not be empty"));
+        }
+        // AE1 binds values to both with 16-bit lengths (`cipher::modern`). Refused for every
+        // algorithm: no Cosmos key id or path comes near it.
+        if path.len() > MAX_BOUND_FIELD_BYTES {
+            return Err(invalid(&path, "a path must be at most 65535 bytes long"));
+        }
+        if key_id.len() > MAX_BOUND_FIELD_BYTES {
+            return Err(invalid(
+                &path,
+                "clientEncryptionKeyId must be at most 65535 bytes long",
+            ));
         }
         Ok(EncryptionPath {
             path,

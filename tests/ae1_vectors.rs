@@ -73,3 +73,92 @@ fn vectors_do_not_decrypt_elsewhere() {
         }
     }
 }
+
+/// A long key id or path as the vector file writes it: prefix, then fill up to `bytes`.
+fn long_field(spec: &Value) -> String {
+    let prefix = spec["prefix"].as_str().unwrap();
+    let fill = spec["fill"].as_str().unwrap();
+    let bytes = usize::try_from(spec["bytes"].as_u64().unwrap()).unwrap();
+    let mut s = prefix.to_owned();
+    while s.len() < bytes {
+        s.push_str(fill);
+    }
+    assert_eq!(s.len(), bytes);
+    s
+}
+
+#[test]
+fn key_ids_and_paths_of_65535_bytes_bind_and_longer_ones_are_refused() {
+    // The binding writes each length in 16 bits: 65,535 bytes is the longest field it can
+    // hold injectively. Longer ones are refused, by the reference too.
+    let text = include_str!("vectors/ae1.json");
+    let v: Value = serde_json::from_str(text).unwrap();
+    let (dek, _) = vectors();
+    let cases = v["lengthBoundary"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    let mut refused = 0;
+    for c in cases {
+        let (key_id, path) = (long_field(&c["keyId"]), long_field(&c["path"]));
+        let mode = EncryptionType::from_name(c["encryptionType"].as_str().unwrap()).unwrap();
+        let k = ModernKey::new(&dek, &key_id, &path, mode);
+        let pt = hex::decode(c["plaintextHex"].as_str().unwrap()).unwrap();
+        if c["refused"] == true {
+            refused += 1;
+            assert!(key_id.len() == 65536 || path.len() == 65536);
+            let e = k.encrypt(5, &pt).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidPolicy { path: p, .. } if *p == path),
+                "{e:?}"
+            );
+            // Nor does it decrypt anything: here a value of the 65,535-byte key id.
+            let other = STANDARD
+                .decode(cases[0]["stored"].as_str().unwrap())
+                .unwrap();
+            assert!(matches!(
+                k.decrypt(&other),
+                Err(Error::InvalidPolicy { .. })
+            ));
+            continue;
+        }
+        assert!(key_id.len() == 65535 || path.len() == 65535);
+        let stored = STANDARD.decode(c["stored"].as_str().unwrap()).unwrap();
+        let (m, back) = k.decrypt(&stored).unwrap();
+        assert_eq!((m, &back[..]), (5, &pt[..]));
+        if mode == EncryptionType::Deterministic {
+            assert_eq!(k.encrypt(5, &pt).unwrap(), stored);
+        }
+    }
+    assert_eq!(refused, 2);
+}
+
+#[test]
+fn a_field_of_65536_bytes_cannot_share_a_binding_with_another_key() {
+    // With the length cut to 0xFFFF, key id `k…k\x01` (65,536 bytes) and path `/a…a`
+    // (256 bytes) were bound by the same bytes as key id `k…k` (65,535 bytes) and path
+    // `\0/a…a`: 0xFFFF, k…k, 0x01 0x01 0x00, /a…a. Values of one decrypted as the other.
+    let (dek, _) = vectors();
+    let k65535 = "k".repeat(65535);
+    let tail = "a".repeat(255);
+    let valid = ModernKey::new(
+        &dek,
+        &k65535,
+        &format!("\0/{tail}"),
+        EncryptionType::Deterministic,
+    );
+    let long = ModernKey::new(
+        &dek,
+        &format!("{k65535}\u{1}"),
+        &format!("/{tail}"),
+        EncryptionType::Deterministic,
+    );
+    let stored = valid.encrypt(5, b"secret").unwrap();
+    assert_eq!(&valid.decrypt(&stored).unwrap().1[..], b"secret");
+    assert!(matches!(
+        long.decrypt(&stored),
+        Err(Error::InvalidPolicy { .. })
+    ));
+    assert!(matches!(
+        long.encrypt(5, b"secret"),
+        Err(Error::InvalidPolicy { .. })
+    ));
+}

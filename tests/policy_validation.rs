@@ -436,3 +436,43 @@ fn debug_shows_paths_and_key_ids_only() {
     let hex = hex::encode(dek.expose_secret());
     assert!(!s.contains(&hex) && !s.contains(&hex[..8]));
 }
+
+#[test]
+fn key_ids_and_paths_are_at_most_65535_bytes() {
+    // AE1 binds each value to its key id and path with 16-bit lengths; longer fields could
+    // not be bound injectively, so every policy refuses them, naming the path.
+    let long_path = |bytes: usize| format!("/{}", "p".repeat(bytes - 1));
+    let with_key = |path: &str, key_id: &str, alg: &str| {
+        json!({"path": path, "clientEncryptionKeyId": key_id, "encryptionType": "Randomized",
+               "encryptionAlgorithm": alg})
+    };
+    for alg in [
+        "AEAD_AES_256_CBC_HMAC_SHA256",
+        "AE1_AES_256_GCM_HKDF_SHA256",
+    ] {
+        let ok = [
+            with_key(&long_path(65535), "cek1", alg),
+            with_key("/ssn", &"k".repeat(65535), alg),
+        ];
+        let p =
+            ClientEncryptionPolicy::from_value_with(&policy(&ok, 2), PolicyMode::Extended).unwrap();
+        assert_eq!(p.included_paths()[0].path().len(), 65535);
+        assert_eq!(p.included_paths()[1].key_id().len(), 65535);
+
+        let path = long_path(65536);
+        let (at, _) = rejected(
+            &policy(&[with_key(&path, "cek1", alg)], 2),
+            PolicyMode::Extended,
+        );
+        assert_eq!(at, path);
+        let (at, _) = rejected(
+            &policy(&[with_key("/ssn", &"k".repeat(65536), alg)], 2),
+            PolicyMode::Extended,
+        );
+        assert_eq!(at, "/ssn");
+    }
+    let e = EncryptionPath::new("/ssn", "k".repeat(65536), EncryptionType::Deterministic);
+    assert!(matches!(e, Err(Error::InvalidPolicy { path, .. }) if path == "/ssn"));
+    let e = EncryptionPath::new(long_path(65536), "cek1", EncryptionType::Deterministic);
+    assert!(matches!(e, Err(Error::InvalidPolicy { .. })));
+}

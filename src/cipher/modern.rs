@@ -12,6 +12,7 @@
 //! ```text
 //! PRK  = HKDF-Extract(salt = "always-encrypted/AE1", IKM = DEK)
 //! info = label || 0x00 || u16be(len(key_id)) || key_id || u16be(len(path)) || path
+//!        (key id and path of at most 65,535 bytes each; longer ones are refused)
 //! randomized:    K_gcm   = HKDF-Expand(PRK, info("AE1 AES-256-GCM key"),     32)
 //! deterministic: K_siv   = HKDF-Expand(PRK, info("AE1 AES-256-GCM-SIV key"), 32)
 //!                K_nonce = HKDF-Expand(PRK, info("AE1 synthetic nonce key"), 32)
@@ -133,6 +134,8 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 3 + NONCE_LEN;
 const SALT: &[u8] = b"always-encrypted/AE1";
+/// The longest key id or path, in bytes, that the binding's 16-bit length fields hold.
+pub(crate) const MAX_BOUND_FIELD_BYTES: usize = u16::MAX as usize;
 const AAD_PREFIX: &[u8] = b"AE1";
 
 /// The subkeys of one (DEK, key id, path, mode), derived once; encrypts and decrypts the
@@ -168,6 +171,9 @@ pub struct ModernKey {
     /// built once so that the hot path allocates nothing for it.
     aads: [Vec<u8>; 4],
     cipher: ModeCipher,
+    /// The key id or path is longer than [`MAX_BOUND_FIELD_BYTES`]: it cannot be bound
+    /// injectively, so every encryption and decryption is refused.
+    unbindable: bool,
 }
 
 enum ModeCipher {
@@ -178,16 +184,25 @@ enum ModeCipher {
     },
 }
 
-fn length_prefixed(out: &mut Vec<u8>, field: &[u8]) {
-    // Key ids and paths longer than 65535 bytes are cut in the length field only; the
-    // policy layer limits them far below that.
-    let len = u16::try_from(field.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(field);
+/// `u16be(len(key_id)) || key_id || u16be(len(path)) || path`, or `None` when a field does
+/// not fit its 16-bit length (cutting the length would let two bindings be equal).
+fn encode_binding(key_id: &str, path: &str) -> Option<Vec<u8>> {
+    let id_len = u16::try_from(key_id.len()).ok()?;
+    let path_len = u16::try_from(path.len()).ok()?;
+    let mut out = Vec::with_capacity(4 + key_id.len() + path.len());
+    out.extend_from_slice(&id_len.to_be_bytes());
+    out.extend_from_slice(key_id.as_bytes());
+    out.extend_from_slice(&path_len.to_be_bytes());
+    out.extend_from_slice(path.as_bytes());
+    Some(out)
 }
 
 impl ModernKey {
     /// Derives the subkeys for the values at `path` under client encryption key `key_id`.
+    ///
+    /// A key id or path longer than 65,535 bytes cannot be bound (its length field is 16
+    /// bits; a policy refuses such paths when it is parsed): the key is made, but refuses
+    /// every value with [`Error::InvalidPolicy`].
     ///
     /// # Examples
     ///
@@ -204,9 +219,11 @@ impl ModernKey {
     /// ```
     pub fn new(dek: &DataEncryptionKey, key_id: &str, path: &str, mode: EncryptionType) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(SALT), dek.expose_secret());
-        let mut binding = Vec::with_capacity(4 + key_id.len() + path.len());
-        length_prefixed(&mut binding, key_id.as_bytes());
-        length_prefixed(&mut binding, path.as_bytes());
+        // An unbindable key derives its subkeys from an empty binding, never used.
+        let (binding, unbindable) = match encode_binding(key_id, path) {
+            Some(b) => (b, false),
+            None => (Vec::new(), true),
+        };
         let expand = |label: &[u8]| -> Zeroizing<[u8; 32]> {
             let mut okm = Zeroizing::new([0u8; 32]);
             // 32 bytes is far below HKDF-SHA256's limit of 8160: this cannot fail.
@@ -241,6 +258,7 @@ impl ModernKey {
             binding,
             aads,
             cipher,
+            unbindable,
         }
     }
 
@@ -348,7 +366,8 @@ impl ModernKey {
     ///
     /// [`Error::UnsupportedValue`] for a plaintext of 2^32 bytes or more;
     /// [`Error::Random`] when a randomized key cannot get a nonce (the operating system's
-    /// random number generator failed). `out` is unchanged on error.
+    /// random number generator failed); [`Error::InvalidPolicy`] for a key whose key id or
+    /// path is longer than 65,535 bytes ([`new`](Self::new)). `out` is unchanged on error.
     ///
     /// # Examples
     ///
@@ -365,6 +384,7 @@ impl ModernKey {
     /// # Ok::<(), always_encrypted::Error>(())
     /// ```
     pub fn encrypt_into(&self, marker: u8, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.check_bindable()?;
         if u32::try_from(plaintext.len()).is_err() {
             return Err(Error::UnsupportedValue {
                 path: self.path.clone(),
@@ -421,7 +441,8 @@ impl ModernKey {
     ///
     /// [`Error::MalformedCiphertext`] for a wrong length, a wrong version byte or an unknown
     /// algorithm byte; [`Error::DecryptionFailed`] when authentication fails (tampered,
-    /// another key, another path, a changed marker, or written in the other mode).
+    /// another key, another path, a changed marker, or written in the other mode);
+    /// [`Error::InvalidPolicy`] for a key whose key id or path is longer than 65,535 bytes.
     ///
     /// # Examples
     ///
@@ -471,6 +492,7 @@ impl ModernKey {
     /// ```
     pub fn decrypt_into(&self, stored: &[u8], out: &mut Zeroizing<Vec<u8>>) -> Result<u8> {
         out.clear();
+        self.check_bindable()?;
         if stored.len() < HEADER_LEN + TAG_LEN {
             return Err(self.malformed("shorter than an AE1 header and tag"));
         }
@@ -536,6 +558,16 @@ impl ModernKey {
             }
             _ => Cow::Owned(build_aad(header, &self.binding)),
         }
+    }
+
+    fn check_bindable(&self) -> Result<()> {
+        if self.unbindable {
+            return Err(Error::InvalidPolicy {
+                path: self.path.clone(),
+                reason: "AE1 binds values to key ids and paths of at most 65535 bytes".into(),
+            });
+        }
+        Ok(())
     }
 
     fn malformed(&self, reason: &'static str) -> Error {
