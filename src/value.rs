@@ -30,7 +30,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use serde_json::{Number, Value};
 use zeroize::Zeroizing;
 
-use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey, ReserveWiping, WipingWriter};
+use crate::cipher::{CbcHmacKey, EncryptionType, ModernKey, WipingWriter};
 use crate::error::{Error, Result};
 
 /// The type of an encrypted value, stored in clear as the first byte of the stored form.
@@ -868,8 +868,6 @@ pub(crate) fn encrypt_to_stored_bytes_into(
     };
     let len = base64::encoded_len(scratch.len(), true).ok_or_else(internal)?;
     let start = out.len();
-    // `out` may hold decrypted values (the document walker's output).
-    out.reserve_wiping(len);
     out.resize(start + len, 0);
     match alphabet
         .engine()
@@ -1068,8 +1066,6 @@ fn append_base64(bytes: &[u8], alphabet: Alphabet, out: &mut Vec<u8>) -> Result<
     };
     let len = base64::encoded_len(bytes.len(), true).ok_or_else(internal)?;
     let start = out.len();
-    // `out` may hold decrypted values (the document walker's output).
-    out.reserve_wiping(len);
     out.resize(start + len, 0);
     match alphabet.engine().encode_slice(bytes, &mut out[start..]) {
         Ok(n) if n == len => Ok(()),

@@ -29,28 +29,40 @@ fn grown(len: usize, capacity: usize, additional: usize) -> usize {
 }
 
 impl ReserveWiping for Vec<u8> {
+    #[inline]
     fn reserve_wiping(&mut self, additional: usize) {
-        if self.capacity() - self.len() >= additional {
-            return;
+        if self.capacity() - self.len() < additional {
+            grow_vec(self, additional);
         }
-        let mut new = Vec::with_capacity(grown(self.len(), self.capacity(), additional));
-        new.extend_from_slice(self);
-        // `Vec::zeroize` wipes the spare capacity too: the whole old allocation.
-        self.zeroize();
-        *self = new;
     }
 }
 
 impl ReserveWiping for String {
+    #[inline]
     fn reserve_wiping(&mut self, additional: usize) {
-        if self.capacity() - self.len() >= additional {
-            return;
+        if self.capacity() - self.len() < additional {
+            grow_string(self, additional);
         }
-        let mut new = String::with_capacity(grown(self.len(), self.capacity(), additional));
-        new.push_str(self);
-        self.zeroize();
-        *self = new;
     }
+}
+
+#[cold]
+#[inline(never)]
+fn grow_vec(v: &mut Vec<u8>, additional: usize) {
+    let mut new = Vec::with_capacity(grown(v.len(), v.capacity(), additional));
+    new.extend_from_slice(v);
+    // `Vec::zeroize` wipes the spare capacity too: the whole old allocation.
+    v.zeroize();
+    *v = new;
+}
+
+#[cold]
+#[inline(never)]
+fn grow_string(s: &mut String, additional: usize) {
+    let mut new = String::with_capacity(grown(s.len(), s.capacity(), additional));
+    new.push_str(s);
+    s.zeroize();
+    *s = new;
 }
 
 /// An [`io::Write`] that appends to a `Vec<u8>` through [`ReserveWiping`], for writers
@@ -58,11 +70,13 @@ impl ReserveWiping for String {
 pub(crate) struct WipingWriter<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl io::Write for WipingWriter<'_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_all(buf)?;
         Ok(buf.len())
     }
 
+    #[inline]
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.reserve_wiping(buf.len());
         self.0.extend_from_slice(buf);

@@ -114,11 +114,11 @@ pub(crate) fn transform(
     let mut copied = 0;
     let run = || -> Result<()> {
         for (child, start, end, escaped) in matched {
-            put(&mut out, slice(input, copied, start)?);
+            w.put(&mut out, slice(input, copied, start)?);
             w.top_level(child, start, end, escaped, &mut out)?;
             copied = end;
         }
-        put(&mut out, slice(input, copied, input.len())?);
+        w.put(&mut out, slice(input, copied, input.len())?);
         Ok(())
     };
     match run() {
@@ -234,13 +234,13 @@ impl Walk<'_, '_, '_> {
                     i = skip_ws(b, i + 1);
                     let v_end = scan::value(b, i, &mut self.stack).map_err(|_| self.bad_json(i))?;
                     if let Some(child) = child {
-                        put(out, slice(self.input, copied, i)?);
+                        self.put(out, slice(self.input, copied, i)?);
                         self.node(child, i, v_end, depth + 1, out)?;
                         copied = v_end;
                     }
                     i = v_end;
                 }
-                put(out, slice(self.input, copied, end)?);
+                self.put(out, slice(self.input, copied, end)?);
             }
             Some(b'[') if node.elements().is_some() => {
                 let el = node.elements().unwrap_or(ROOT);
@@ -258,16 +258,16 @@ impl Walk<'_, '_, '_> {
                         _ => {}
                     }
                     let v_end = scan::value(b, i, &mut self.stack).map_err(|_| self.bad_json(i))?;
-                    put(out, slice(self.input, copied, i)?);
+                    self.put(out, slice(self.input, copied, i)?);
                     self.node(el, i, v_end, depth + 1, out)?;
                     copied = v_end;
                     i = v_end;
                 }
-                put(out, slice(self.input, copied, end)?);
+                self.put(out, slice(self.input, copied, end)?);
             }
             // Absent shape (a scalar where the policy expects an object or array):
             // nothing is selected here.
-            _ => put(out, slice(self.input, start, end)?),
+            _ => self.put(out, slice(self.input, start, end)?),
         }
         Ok(())
     }
@@ -289,7 +289,7 @@ impl Walk<'_, '_, '_> {
                     self.skipped
                         .push(SkippedProperty::new(String::new(), key_id, error));
                     self.skip_offsets.push(start);
-                    put(out, slice(self.input, start, end)?);
+                    self.put(out, slice(self.input, start, end)?);
                     return Ok(());
                 }
                 return Err(Error::KeyUnavailable {
@@ -319,7 +319,7 @@ impl Walk<'_, '_, '_> {
                         i = s_end;
                         continue;
                     }
-                    put(out, slice(self.input, copied, i)?);
+                    self.put(out, slice(self.input, copied, i)?);
                     self.string_leaf(sel, key, i, s_end, escaped, out)
                         .map_err(|e| e.at_path(&path_at(self.input, i)))?;
                     copied = s_end;
@@ -327,7 +327,7 @@ impl Walk<'_, '_, '_> {
                 }
                 b'-' | b'0'..=b'9' => {
                     let n_end = scan::number(b, i).map_err(|_| self.bad_json(i))?;
-                    put(out, slice(self.input, copied, i)?);
+                    self.put(out, slice(self.input, copied, i)?);
                     let lit = slice_str(self.input, i, n_end)?;
                     self.scalar_leaf(sel, key, Scalar::Number(lit), out)
                         .map_err(|e| e.at_path(&path_at(self.input, i)))?;
@@ -342,7 +342,7 @@ impl Walk<'_, '_, '_> {
                     } else {
                         return Err(self.bad_json(i));
                     };
-                    put(out, slice(self.input, copied, i)?);
+                    self.put(out, slice(self.input, copied, i)?);
                     self.scalar_leaf(sel, key, Scalar::Bool(v), out)
                         .map_err(|e| e.at_path(&path_at(self.input, i)))?;
                     copied = i + len;
@@ -363,7 +363,7 @@ impl Walk<'_, '_, '_> {
                 _ => i += 1,
             }
         }
-        put(out, slice(self.input, copied, end)?);
+        self.put(out, slice(self.input, copied, end)?);
         Ok(())
     }
 
@@ -396,9 +396,9 @@ impl Walk<'_, '_, '_> {
         };
         match self.op {
             Op::Encrypt => {
-                put(out, b"\"");
+                out.push(b'"');
                 key.encrypt_to_bytes(sel.mode, &Plaintext::string(s), sel.alphabet, scratch, out)?;
-                put(out, b"\"");
+                out.push(b'"');
             }
             Op::Decrypt { .. } => {
                 let marker = key.decrypt(s, sel.alphabet, scratch, plain)?;
@@ -433,10 +433,22 @@ impl Walk<'_, '_, '_> {
             Scalar::Number(lit) => Plaintext::from_number_literal(lit)?,
             Scalar::Bool(b) => Plaintext::boolean(b),
         };
-        put(out, b"\"");
+        out.push(b'"');
         key.encrypt_to_bytes(sel.mode, &pt, sel.alphabet, &mut self.bufs.scratch, out)?;
-        put(out, b"\"");
+        out.push(b'"');
         Ok(())
+    }
+
+    /// Appends a piece of the input to the output. When decrypting, the output holds the
+    /// values decrypted so far, so a growth wipes the old allocation before it is freed
+    /// (also for the decrypted values, written by [`write_plaintext_json`]). When
+    /// encrypting it holds only ciphertext and the properties outside the policy.
+    #[inline]
+    fn put(&self, out: &mut Vec<u8>, bytes: &[u8]) {
+        if self.op != Op::Encrypt {
+            out.reserve_wiping(bytes.len());
+        }
+        out.extend_from_slice(bytes);
     }
 
     fn bad_json(&self, at: usize) -> Error {
@@ -461,13 +473,6 @@ fn internal() -> Error {
         path: String::new(),
         reason: "internal error: lost track of the input".into(),
     }
-}
-
-/// Appends to the output, which holds decrypted values when decrypting: a growth wipes the
-/// old allocation before it is freed.
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve_wiping(bytes.len());
-    out.extend_from_slice(bytes);
 }
 
 fn slice(input: &str, start: usize, end: usize) -> Result<&[u8]> {
