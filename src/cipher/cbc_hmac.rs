@@ -180,9 +180,8 @@ impl CbcHmacKey {
     /// # Errors
     ///
     /// [`Error::Random`] when randomized encryption cannot get an IV: the operating
-    /// system's random number generator failed (checked the first time a thread needs
-    /// one, before the thread-local CSPRNG is seeded from it). Deterministic encryption
-    /// does not fail.
+    /// system's random number generator, which gives every IV, failed. Deterministic
+    /// encryption does not fail.
     ///
     /// # Examples
     ///

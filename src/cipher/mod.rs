@@ -14,28 +14,20 @@ pub use modern::ModernKey;
 pub use wipe::ReserveWiping;
 pub(crate) use wipe::WipingWriter;
 
-use std::cell::Cell;
 use std::fmt;
-
-use rand::Rng;
 
 use crate::error::{Error, Result};
 
-/// Fills `buf` from the thread-local CSPRNG (`rand::rng()`: ChaCha12, seeded and
-/// periodically reseeded from the operating system). The first use on each thread first
-/// asks the operating system's generator for a byte, so that a broken generator is an
-/// [`Error::Random`] rather than the panic `rand::rng()` raises when it cannot seed.
+/// Fills `buf` (an IV or a nonce) from the operating system's generator (`getrandom(2)` on
+/// Linux), on every call.
+///
+/// No user-space generator state exists to be copied: a process that forks (or a virtual
+/// machine restored twice from one snapshot, where the kernel reseeds) cannot hand out the
+/// same IVs and nonces twice, which a thread-local generator such as `rand::rng()` does
+/// in a child made by `fork`. It costs a system call per value (see `BENCHMARKS.md`). A
+/// failing generator is an [`Error::Random`], never a panic.
 pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
-    thread_local! {
-        static OS_RNG_WORKS: Cell<bool> = const { Cell::new(false) };
-    }
-    if !OS_RNG_WORKS.get() {
-        let mut probe = [0u8; 1];
-        getrandom::fill(&mut probe).map_err(Error::Random)?;
-        OS_RNG_WORKS.set(true);
-    }
-    rand::rng().fill_bytes(buf);
-    Ok(())
+    getrandom::fill(buf).map_err(Error::Random)
 }
 
 /// Whether equal plaintexts give equal ciphertexts.

@@ -30,8 +30,8 @@
 //! 15+n    16    tag
 //! ```
 //!
-//! - Randomized: AES-256-GCM under `K_gcm`, nonce 96 random bits from the thread-local
-//!   CSPRNG (ChaCha12 seeded and reseeded from the OS).
+//! - Randomized: AES-256-GCM under `K_gcm`, nonce 96 random bits from the operating
+//!   system's generator, drawn for each value (fork-safe: no user-space generator state).
 //! - Deterministic: AES-256-GCM-SIV under `K_siv`, nonce
 //!   `HMAC-SHA256(K_nonce, marker || plaintext)[0..12]` (a synthetic nonce). Decryption
 //!   recomputes it and rejects a ciphertext whose nonce differs, so each plaintext has
