@@ -4,8 +4,8 @@
 //! Exit codes: 0 success; 1 a data error (a document that cannot be encrypted or
 //! decrypted: bad JSON, wrong type, tampered ciphertext); 2 usage (bad flags, an
 //! unreadable or invalid policy or input file); 3 key access (store missing or corrupt,
-//! key not found, key-encryption key access denied or failed); 4 writing the output
-//! failed.
+//! key not found, key-encryption key access denied or failed, or refused: on an untrusted
+//! Key Vault host, or not among the trusted KEKs); 4 writing the output failed.
 
 // A command-line tool prints: its results on stdout, progress and errors on stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
