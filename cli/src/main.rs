@@ -45,10 +45,10 @@ pub(crate) struct GlobalArgs {
     pub(crate) local_kek: Vec<(String, PathBuf)>,
     /// Accept only keys wrapped by this key-encryption key: a versioned Key Vault key URL
     /// (that version), a key URL without version (all its versions) or a vault URL
-    /// https://<vault>.vault.azure.net (all its keys), as `ae keys list` shows it; any other
+    /// https://VAULT.vault.azure.net (all its keys), as `ae keys list` shows it; any other
     /// key is refused, local ones too. Repeatable. Without the flag: the URLs in
-    /// AE_TRUSTED_KEKS (comma- or space-separated); without both, every key-encryption key
-    /// is accepted.
+    /// AE_TRUSTED_KEKS (comma- or space-separated; set but empty is an error); without
+    /// both, every key-encryption key is accepted.
     #[arg(long = "trusted-kek", value_name = "URL", global = true)]
     pub(crate) trusted_kek: Vec<String>,
     /// Also send Key Vault requests to hosts under SUFFIX (a sovereign cloud, a private
@@ -90,8 +90,19 @@ impl GlobalArgs {
     }
 
     /// The `--trusted-kek` URLs, else those in `AE_TRUSTED_KEKS`, with where they came from.
+    ///
+    /// An `AE_TRUSTED_KEKS` that is set but names no key (empty, or only separators) is a
+    /// usage error, not "trust every key": a deployment whose variable failed to expand
+    /// must not lose its restriction silently.
     pub(crate) fn trusted_keks(&self) -> Result<(Vec<String>, &'static str), CliError> {
-        flag_or_env(&self.trusted_kek, "--trusted-kek", TRUSTED_KEKS_ENV)
+        let (keks, from) = flag_or_env(&self.trusted_kek, "--trusted-kek", TRUSTED_KEKS_ENV)?;
+        if keks.is_empty() && std::env::var_os(TRUSTED_KEKS_ENV).is_some() {
+            return Err(CliError::Usage(format!(
+                "{TRUSTED_KEKS_ENV} is set but names no key-encryption key; unset it to accept \
+                 every key, or list the trusted key URLs"
+            )));
+        }
+        Ok((keks, from))
     }
 
     /// The `--trusted-key-vault-host` entries, else those in `AE_TRUSTED_KEY_VAULT_HOSTS`,

@@ -1959,6 +1959,18 @@ mod trusted_keys {
             &enc(&["--trusted-kek", &key], &[("AE_TRUSTED_KEKS", other)]),
             0,
         );
+        // Set but naming no key (a template variable that did not expand) is a usage
+        // error, never "trust every key"; the flag still wins over it.
+        for empty in ["", " ,, "] {
+            let o = enc(&[], &[("AE_TRUSTED_KEKS", empty)]);
+            assert_exit(&o, 2);
+            assert!(stderr(&o).contains("AE_TRUSTED_KEKS"), "{}", stderr(&o));
+            assert!(stdout(&o).is_empty());
+        }
+        assert_exit(
+            &enc(&["--trusted-kek", &key], &[("AE_TRUSTED_KEKS", "")]),
+            0,
+        );
 
         // Creating a key under an untrusted KEK stores nothing.
         let before = d.read("keys.json");
