@@ -366,8 +366,23 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// Writes through to a formatter with [`Escaped`]'s rule, so that no part of a message
+/// (a key id or key URL from a key resource, a provider's or the OS's own text) can put a
+/// control character into a terminal or a log.
+struct EscapingWriter<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl fmt::Write for EscapingWriter<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write!(self.0, "{}", Escaped(s))
+    }
+}
+
 impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        // Every message goes through the escaping writer: key ids, key URLs and reasons can
+        // come from a key resource or a document, which an attacker may have written.
+        let f = &mut EscapingWriter(out);
         match self {
             Error::DecryptionFailed { path, key_id } => write!(
                 f,

@@ -410,3 +410,31 @@ async fn trusted_keks_apply_to_every_provider_and_to_the_url_a_provider_returns(
     assert!(open.is_trusted_kek("https://anything.example/keys/k/1"));
     assert!(format!("{r:?}").contains("0001"));
 }
+
+/// A key resource is untrusted input: a key id or key URL holding control characters (an
+/// ANSI escape, a newline) reaches error messages escaped, never as raw bytes a terminal or
+/// a log would act on.
+#[tokio::test]
+async fn key_resource_text_in_errors_is_escaped() {
+    let fake = Arc::new(FakeKeyProvider::new().with_version("0001"));
+    let store = Arc::new(InMemoryKeyStore::new());
+    let writer = KeyResolver::builder(store.clone())
+        .provider(fake.clone())
+        .build();
+    let evil = "https://attacker.vault.azure.net/keys/x\u{1b}[2J\nFAKE LOG LINE";
+    writer
+        .create_key("planted\u{1b}[31m", CBC, kek(evil))
+        .await
+        .unwrap();
+    let r = KeyResolver::builder(store)
+        .provider(fake)
+        .trusted_kek(KEK1)
+        .build();
+    let e = r.resolve("planted\u{1b}[31m").await.unwrap_err();
+    let shown = e.to_string();
+    assert!(!shown.contains('\u{1b}') && !shown.contains('\n'), "{shown:?}");
+    assert!(
+        shown.contains(r"planted\u001b[31m") && shown.contains(r"x\u001b[2J\u000aFAKE"),
+        "{shown}"
+    );
+}

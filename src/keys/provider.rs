@@ -274,9 +274,16 @@ impl KeyProviderError {
 
 impl fmt::Display for KeyProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} for key-encryption key {}", self.kind, self.kek_url)?;
+        // The URL comes from a key resource and the message from a provider or a server:
+        // control characters are written escaped.
+        write!(
+            f,
+            "{} for key-encryption key {}",
+            self.kind,
+            crate::error::Escaped(&self.kek_url)
+        )?;
         if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
+            write!(f, ": {}", crate::error::Escaped(&self.message))?;
         }
         Ok(())
     }

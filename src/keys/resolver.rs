@@ -415,7 +415,7 @@ impl KeyResolver {
         let shown: String = kek_url.chars().take(300).collect();
         tracing::warn!(
             key_id,
-            kek_url = %shown,
+            kek_url = shown.as_str(),
             "key-encryption key not trusted; nothing sent"
         );
         Err(Error::KeyProvider {

@@ -478,7 +478,7 @@ impl AzureKeyVaultProvider {
             key_version: url.version().map(str::to_owned),
             ..Default::default()
         };
-        tracing::debug!(kek_url = %shown, "Key Vault: get key");
+        tracing::debug!(kek_url = shown.as_str(), "Key Vault: get key");
         let key: Key = client
             .get_key(url.name(), Some(options))
             .await
@@ -596,7 +596,11 @@ impl KeyEncryptionKeyProvider for AzureKeyVaultProvider {
         let url = self.resolve_key(kek_url).await?;
         let shown = url.to_string();
         let client = self.client(&url)?;
-        tracing::debug!(kek_url = %shown, algorithm = algorithm.as_str(), "Key Vault: wrapKey");
+        tracing::debug!(
+            kek_url = shown.as_str(),
+            algorithm = algorithm.as_str(),
+            "Key Vault: wrapKey"
+        );
         let body = request_body(algorithm, dek.expose_secret());
         let options = KeyClientWrapKeyOptions {
             key_version: url.version().map(str::to_owned),
@@ -660,7 +664,11 @@ impl KeyEncryptionKeyProvider for AzureKeyVaultProvider {
             ));
         }
         let client = self.client(&url)?;
-        tracing::debug!(kek_url = %shown, algorithm = algorithm.as_str(), "Key Vault: unwrapKey");
+        tracing::debug!(
+            kek_url = shown.as_str(),
+            algorithm = algorithm.as_str(),
+            "Key Vault: unwrapKey"
+        );
         let body = request_body(algorithm, wrapped);
         let result = client
             .unwrap_key(
