@@ -379,10 +379,50 @@ where
 pub(crate) async fn encrypt(g: &GlobalArgs, a: CryptArgs) -> Result<(), CliError> {
     let prepared = prepare(g, &a.policy, false).await?;
     stream(g, "encrypt", &a.io, |line, out, _| {
-        out.push_str(&prepared.encrypt_str(line)?);
-        Ok(())
+        encrypt_line(&prepared, line, out)
     })
     .map(drop)
+}
+
+/// One document of `ae encrypt`: `line` encrypted, appended to `out` in one piece.
+fn encrypt_line(
+    prepared: &PreparedPolicy,
+    line: &str,
+    out: &mut String,
+) -> Result<(), always_encrypted::Error> {
+    out.push_str(&prepared.encrypt_str(line)?);
+    Ok(())
+}
+
+/// One document of `ae decrypt`: `line` decrypted, appended to `out` in one piece.
+fn decrypt_line(
+    prepared: &PreparedPolicy,
+    line: &str,
+    out: &mut String,
+) -> Result<(), always_encrypted::Error> {
+    out.push_str(&prepared.decrypt_str(line)?);
+    Ok(())
+}
+
+/// One document of `ae decrypt --lenient`: as [`decrypt_line`], and a note for each
+/// property left encrypted.
+fn decrypt_line_lenient(
+    prepared: &PreparedPolicy,
+    line: &str,
+    out: &mut String,
+    notes: &mut Vec<String>,
+) -> Result<(), always_encrypted::Error> {
+    let (text, report) = prepared.decrypt_str_lenient(line)?;
+    out.push_str(&text);
+    for s in report.skipped() {
+        notes.push(format!(
+            "left {} encrypted (key '{}': {})",
+            s.path(),
+            s.key_id(),
+            s.reason()
+        ));
+    }
+    Ok(())
 }
 
 /// `ae decrypt`
@@ -401,22 +441,11 @@ pub(crate) async fn decrypt(g: &GlobalArgs, a: DecryptArgs) -> Result<(), CliErr
     }
     let summary = if a.lenient {
         stream(g, "decrypt", &a.io, |line, out, notes| {
-            let (text, report) = prepared.decrypt_str_lenient(line)?;
-            out.push_str(&text);
-            for s in report.skipped() {
-                notes.push(format!(
-                    "left {} encrypted (key '{}': {})",
-                    s.path(),
-                    s.key_id(),
-                    s.reason()
-                ));
-            }
-            Ok(())
+            decrypt_line_lenient(&prepared, line, out, notes)
         })?
     } else {
         stream(g, "decrypt", &a.io, |line, out, _| {
-            out.push_str(&prepared.decrypt_str(line)?);
-            Ok(())
+            decrypt_line(&prepared, line, out)
         })?
     };
     for (line, note) in &summary.notes {
@@ -435,9 +464,7 @@ pub(crate) async fn reencrypt(g: &GlobalArgs, a: ReencryptArgs) -> Result<(), Cl
     let converted = AtomicU64::new(0);
     let already = AtomicU64::new(0);
     let result = stream(g, "reencrypt", &a.io, |line, out, _| {
-        let (text, what) = reencrypt_str(&from, &to, line)?;
-        out.push_str(&text);
-        match what {
+        match reencrypt_line(&from, &to, line, out)? {
             Reencryption::AlreadyConverted => already.fetch_add(1, Ordering::Relaxed),
             _ => converted.fetch_add(1, Ordering::Relaxed),
         };
@@ -450,6 +477,19 @@ pub(crate) async fn reencrypt(g: &GlobalArgs, a: ReencryptArgs) -> Result<(), Cl
         already.load(Ordering::Relaxed)
     );
     result.map(drop)
+}
+
+/// One document of `ae reencrypt`: `line` re-encrypted from `from` to `to`, appended to
+/// `out` in one piece.
+fn reencrypt_line(
+    from: &PreparedPolicy,
+    to: &PreparedPolicy,
+    line: &str,
+    out: &mut String,
+) -> Result<Reencryption, always_encrypted::Error> {
+    let (text, what) = reencrypt_str(from, to, line)?;
+    out.push_str(&text);
+    Ok(what)
 }
 
 /// `ae param`
