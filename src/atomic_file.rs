@@ -54,8 +54,10 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -90,7 +92,8 @@ pub enum NonRegularFile {
 /// leaves the target as it was. See the [module docs](self) for permissions, links and
 /// devices.
 ///
-/// Writes are buffered; errors from [`Write`] are the operating system's.
+/// Writes are buffered (the buffer, which may hold plaintext, is zeroized when it is freed);
+/// errors from [`Write`] are the operating system's.
 ///
 /// ```
 /// use std::io::Write;
@@ -113,7 +116,7 @@ pub struct AtomicFile {
     /// The temporary file; `None` when writing directly to a device or pipe, or once it
     /// was renamed over the target.
     temp: Option<PathBuf>,
-    file: Option<BufWriter<File>>,
+    file: Option<WipingBufWriter<File>>,
     /// The target's permissions, set just before the rename (where there are no mode bits
     /// to set at creation).
     #[cfg(not(unix))]
@@ -216,7 +219,7 @@ impl AtomicFile {
         AtomicFile {
             target,
             temp,
-            file: Some(BufWriter::with_capacity(1 << 16, file)),
+            file: Some(WipingBufWriter::with_capacity(1 << 16, file)),
             #[cfg(not(unix))]
             permissions: None,
             #[cfg(any(test, feature = "test-util"))]
@@ -343,9 +346,7 @@ impl AtomicFile {
                 source: io::Error::other("already committed"),
             });
         };
-        let file = writer
-            .into_inner()
-            .map_err(|e| io(&writing_to, "writing")(e.into_error()))?;
+        let file = writer.into_inner().map_err(io(&writing_to, "writing"))?;
         let Some(temp) = self.temp.clone() else {
             // A device or pipe, written directly: nothing to sync or move.
             return Ok(());
@@ -397,8 +398,11 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        // Close before removing (needed on Windows).
-        drop(self.file.take());
+        // Close before removing (needed on Windows). What is still buffered is written
+        // first, as `BufWriter` does when dropped (a device or pipe gets it).
+        if let Some(mut writer) = self.file.take() {
+            let _ = writer.flush_buf();
+        }
         if let Some(temp) = self.temp.take() {
             let _ = fs::remove_file(temp);
         }
@@ -410,6 +414,112 @@ impl fmt::Debug for AtomicFile {
         f.debug_struct("AtomicFile")
             .field("target", &self.target)
             .field("temp", &self.temp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A buffered writer like [`io::BufWriter`] whose buffer never grows and is zeroized when
+/// it is freed, for output that may be plaintext. Unlike `BufWriter`, dropping it does not
+/// write out what is still buffered (the bytes are wiped): call [`flush`](Write::flush)
+/// or [`into_inner`](Self::into_inner) first.
+///
+/// Not part of the stable API (the `ae` tool uses it for its standard output).
+#[doc(hidden)]
+pub struct WipingBufWriter<W: Write> {
+    inner: W,
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl<W: Write> WipingBufWriter<W> {
+    /// A writer to `inner` buffering up to `capacity` bytes. Writes of at least that many
+    /// bytes go to `inner` directly once the buffer is written out.
+    pub fn with_capacity(capacity: usize, inner: W) -> Self {
+        WipingBufWriter {
+            inner,
+            buf: Zeroizing::new(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// The writer written to.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Writes out the buffer and returns the writer written to (not flushed).
+    ///
+    /// # Errors
+    ///
+    /// The error of writing the buffer out; the buffer is then wiped and dropped.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.flush_buf()?;
+        Ok(self.inner)
+    }
+
+    /// Writes the buffer to `inner`. On an error what was not written stays buffered.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        let mut written = 0;
+        let mut result = Ok(());
+        while written < self.buf.len() {
+            match self.inner.write(&self.buf[written..]) {
+                Ok(0) => {
+                    result = Err(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // Moves the rest to the front, within the allocation.
+        self.buf.drain(..written);
+        result
+    }
+
+    fn spare(&self) -> usize {
+        self.buf.capacity() - self.buf.len()
+    }
+}
+
+impl<W: Write> Write for WipingBufWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.len() > self.spare() {
+            self.flush_buf()?;
+        }
+        if data.len() >= self.buf.capacity() {
+            self.inner.write(data)
+        } else {
+            // Fits: the buffer is empty or had room.
+            self.buf.extend_from_slice(data);
+            Ok(data.len())
+        }
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.len() > self.spare() {
+            self.flush_buf()?;
+        }
+        if data.len() >= self.buf.capacity() {
+            self.inner.write_all(data)
+        } else {
+            self.buf.extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> fmt::Debug for WipingBufWriter<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WipingBufWriter")
+            .field("buffered", &self.buf.len())
+            .field("capacity", &self.buf.capacity())
             .finish_non_exhaustive()
     }
 }
@@ -544,4 +654,62 @@ fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
         action: "creating a temporary file in",
         source: last_err.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records each write it is given; fails after `fail_after` of them.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+        fail_after: Option<usize>,
+    }
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.fail_after == Some(self.writes.len()) {
+                return Err(io::Error::other("disk full"));
+            }
+            self.writes.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_wiping_writer_buffers_like_bufwriter() -> io::Result<()> {
+        let mut w = WipingBufWriter::with_capacity(8, Recorder::default());
+        w.write_all(b"abc")?;
+        w.write_all(b"def")?;
+        assert!(w.get_ref().writes.is_empty(), "buffered");
+        // Does not fit: the buffer goes first, then a large write goes directly.
+        w.write_all(b"0123456789")?;
+        assert_eq!(w.get_ref().writes, [&b"abcdef"[..], b"0123456789"]);
+        w.write_all(b"xy")?;
+        w.flush()?;
+        assert_eq!(w.get_ref().writes.len(), 3);
+        w.write_all(b"z")?;
+        let inner = w.into_inner()?;
+        assert_eq!(inner.writes.concat(), b"abcdef0123456789xyz");
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_write_out_keeps_the_data_and_says_so() {
+        let recorder = Recorder {
+            fail_after: Some(0),
+            ..Recorder::default()
+        };
+        let mut w = WipingBufWriter::with_capacity(8, recorder);
+        w.write_all(b"abc").unwrap();
+        assert!(w.flush().is_err());
+        w.inner.fail_after = None;
+        w.flush().unwrap();
+        assert_eq!(w.get_ref().writes, [b"abc"]);
+        assert_eq!(w.buf.capacity(), 8, "the buffer never grows");
+    }
 }
