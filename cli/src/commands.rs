@@ -1,11 +1,12 @@
 //! The commands: keys, encrypt, decrypt, param.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use always_encrypted::cipher::Algorithm;
+use always_encrypted::atomic_file::WipingBufWriter;
+use always_encrypted::cipher::{Algorithm, ReserveWiping};
 use always_encrypted::keys::{
     JsonFileKeyStore, KeyResolver, KeyWrapAlgorithm, KeyWrapMetadata, LocalRsaKeyProvider,
 };
@@ -15,9 +16,11 @@ use always_encrypted::{
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::error::CliError;
 use crate::output;
-use crate::pipeline::{self, PipelineError, Summary};
+use crate::pipeline::{self, PipelineError, Summary, WipingBufReader};
 use crate::progress::Bar;
 use crate::{
     CryptArgs, DecryptArgs, GlobalArgs, IoArgs, KeysCommand, NumberTypeArg, ParamArgs, PolicyArgs,
@@ -306,14 +309,17 @@ fn open_input(io_args: &IoArgs) -> Result<(Box<dyn BufRead + Send>, Option<u64>)
                 source,
             })?;
             let len = f.metadata().ok().map(|m| m.len());
-            Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
+            Ok((Box::new(WipingBufReader::with_capacity(1 << 20, f)), len))
         }
         None => Ok((
-            Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+            Box::new(WipingBufReader::with_capacity(1 << 20, io::stdin())),
             None,
         )),
     }
 }
+
+/// The buffer of standard output.
+const STDOUT_BUFFER: usize = 1 << 20;
 
 /// Runs `transform` over the input and writes the output (atomically with `-o`).
 fn stream<F>(
@@ -349,8 +355,14 @@ where
             Ok(summary)
         }
         None => {
-            let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-            pipeline::run(input, &mut out, threads, &bar, transform).map_err(|e| map_err(e, &None))
+            let mut out = WipingBufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock());
+            let result = pipeline::run(input, &mut out, threads, &bar, transform);
+            if result.is_err() {
+                // The documents before the failing one are out, as `BufWriter` would have
+                // written them when dropped.
+                let _ = out.flush();
+            }
+            result.map_err(|e| map_err(e, &None))
         }
     };
     bar.finish();
@@ -384,7 +396,8 @@ pub(crate) async fn encrypt(g: &GlobalArgs, a: CryptArgs) -> Result<(), CliError
     .map(drop)
 }
 
-/// One document of `ae encrypt`: `line` encrypted, appended to `out` in one piece.
+/// One document of `ae encrypt`: `line` encrypted, appended to `out` in one piece. (The
+/// encrypted document holds ciphertext and the properties outside the policy: not wiped.)
 fn encrypt_line(
     prepared: &PreparedPolicy,
     line: &str,
@@ -400,7 +413,7 @@ fn decrypt_line(
     line: &str,
     out: &mut String,
 ) -> Result<(), always_encrypted::Error> {
-    out.push_str(&prepared.decrypt_str(line)?);
+    out.push_str(&Zeroizing::new(prepared.decrypt_str(line)?));
     Ok(())
 }
 
@@ -413,7 +426,7 @@ fn decrypt_line_lenient(
     notes: &mut Vec<String>,
 ) -> Result<(), always_encrypted::Error> {
     let (text, report) = prepared.decrypt_str_lenient(line)?;
-    out.push_str(&text);
+    out.push_str(&Zeroizing::new(text));
     for s in report.skipped() {
         notes.push(format!(
             "left {} encrypted (key '{}': {})",
@@ -487,15 +500,16 @@ fn reencrypt_line(
     line: &str,
     out: &mut String,
 ) -> Result<Reencryption, always_encrypted::Error> {
+    // It may hold a property the new policy no longer covers, decrypted.
     let (text, what) = reencrypt_str(from, to, line)?;
-    out.push_str(&text);
+    out.push_str(&Zeroizing::new(text));
     Ok(what)
 }
 
 /// `ae param`
-pub(crate) async fn param(g: &GlobalArgs, a: ParamArgs) -> Result<(), CliError> {
+pub(crate) async fn param(g: &GlobalArgs, mut a: ParamArgs) -> Result<(), CliError> {
     // Read first, so that a bad value or file fails before any key is unwrapped.
-    let (value, source) = param_value(&a)?;
+    let (value, source) = param_value(&mut a)?;
     let prepared = prepare(g, &a.policy, false).await?;
     let number_type = a.number_type.map(|n| match n {
         NumberTypeArg::Long => NumberType::Long,
@@ -515,31 +529,248 @@ pub(crate) async fn param(g: &GlobalArgs, a: ParamArgs) -> Result<(), CliError> 
 }
 
 /// The parameter's JSON text, from `--value` or `--value-file` (`-`: stdin), and how to
-/// name where it came from in an error (never the value itself).
-fn param_value(a: &ParamArgs) -> Result<(String, String), CliError> {
+/// name where it came from in an error (never the value itself). The text is wiped when
+/// dropped, and so is every buffer it was read into.
+fn param_value(a: &mut ParamArgs) -> Result<(Zeroizing<String>, String), CliError> {
     let not_utf8 = |source: &str| CliError::Usage(format!("{source} is not UTF-8 text"));
-    match (&a.value, &a.value_file) {
-        (Some(v), _) => Ok((v.clone(), "--value".into())),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            let mut bytes = Vec::new();
-            io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .map_err(|source| CliError::Input { source })?;
-            let text = String::from_utf8(bytes).map_err(|_| not_utf8("stdin"))?;
-            Ok((text, "the value on stdin".into()))
+    if let Some(v) = a.value.take() {
+        return Ok((Zeroizing::new(v), "--value".into()));
+    }
+    // clap requires one of --value and --value-file: without --value, there is a file.
+    let path = a.value_file.as_deref().unwrap_or(Path::new("-"));
+    let mut bytes = Zeroizing::new(Vec::new());
+    let source = if path.as_os_str() == "-" {
+        read_all_wiping(&mut io::stdin().lock(), &mut bytes)
+            .map_err(|source| CliError::Input { source })?;
+        "the value on stdin".to_owned()
+    } else {
+        let read = File::open(path).and_then(|mut f| {
+            let len = f.metadata().map_or(0, |m| m.len());
+            bytes.reserve_exact(usize::try_from(len).unwrap_or(0));
+            read_all_wiping(&mut f, &mut bytes)
+        });
+        read.map_err(|source| CliError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        format!("--value-file {}", path.display())
+    };
+    let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+        e.into_bytes().zeroize();
+        not_utf8(&source)
+    })?;
+    Ok((Zeroizing::new(text), source))
+}
+
+/// Appends everything `r` gives to `buf`, wiping `buf` whenever it grows.
+fn read_all_wiping(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = Zeroizing::new([0u8; 8192]);
+    loop {
+        let n = match r.read(&mut chunk[..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.reserve_wiping(n);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The unit tests of `ae` run on `test_probes::FreedMemoryProbe` (installed in
+    // `pipeline.rs`): while armed with a needle, it checks every block freed.
+    use super::*;
+    use always_encrypted::keys::{DataEncryptionKey, ResolvedKey};
+    use test_probes::FreedMemoryProbe;
+    use zeroize::{Zeroize, Zeroizing};
+
+    fn prepared() -> PreparedPolicy {
+        let policy = ClientEncryptionPolicy::from_json(
+            r#"{"includedPaths": [
+              {"path": "/a", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+               "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"},
+              {"path": "/b", "clientEncryptionKeyId": "cek1", "encryptionType": "Randomized",
+               "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256"}],
+             "policyFormatVersion": 2}"#,
+        )
+        .unwrap();
+        let key = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[7; 32]).unwrap());
+        PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone())).unwrap()
+    }
+
+    fn globals() -> GlobalArgs {
+        GlobalArgs {
+            local_kek: Vec::new(),
+            trusted_kek: Vec::new(),
+            trusted_key_vault_host: Vec::new(),
+            threads: Some(2),
+            progress: false,
+            no_progress: true,
+            extended: false,
         }
-        (None, Some(path)) => {
-            let bytes = std::fs::read(path).map_err(|source| CliError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let source = format!("--value-file {}", path.display());
-            let text = String::from_utf8(bytes).map_err(|_| not_utf8(&source))?;
-            Ok((text, source))
+    }
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let d = std::env::temp_dir().join(format!(
+                "ae-commands-{tag}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&d).unwrap();
+            TempDir(d)
         }
-        (None, None) => Err(CliError::Usage(
-            "give the parameter with --value or --value-file".into(),
-        )),
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Lines of `{"id", "a": <needle>, "b": <a value whose JSON text is 6 times its
+    /// `b_len`>}`. With a long `b`, a decrypted document is far longer than its input, so
+    /// that every buffer on the way grows past its first capacity; with a short one, the
+    /// output stays in the output writer's buffer until the end.
+    fn plain_lines(needle: &str, lines: usize, b_len: usize) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(String::new());
+        for i in 0..lines {
+            let mut doc =
+                serde_json::json!({"id": i.to_string(), "a": needle, "b": "\u{1}".repeat(b_len)})
+                    .to_string();
+            text.push_str(&doc);
+            text.push('\n');
+            doc.zeroize();
+        }
+        text
+    }
+
+    /// Runs `ae <verb> -i <input> -o <output>` with `transform`, armed with `needle`;
+    /// returns the freed blocks that held it and the output.
+    fn run_armed<F>(
+        verb: &str,
+        needle: &str,
+        input: &str,
+        transform: F,
+    ) -> (usize, Zeroizing<String>)
+    where
+        F: Fn(&str, &mut String, &mut Vec<String>) -> Result<(), always_encrypted::Error> + Sync,
+    {
+        let d = TempDir::new(verb);
+        let io_args = IoArgs {
+            input: Some(d.0.join("in.ndjson")),
+            output: Some(d.0.join("out.ndjson")),
+        };
+        std::fs::write(d.0.join("in.ndjson"), input).unwrap();
+        let armed = FreedMemoryProbe::arm(needle.as_bytes());
+        let summary = stream(&globals(), verb, &io_args, transform).unwrap();
+        let hits = armed.hits();
+        assert!(
+            armed.checked() > 0,
+            "the probe saw no frees: is it installed?"
+        );
+        drop(armed);
+        assert!(summary.documents > 0);
+        let out = Zeroizing::new(std::fs::read_to_string(d.0.join("out.ndjson")).unwrap());
+        (hits, out)
+    }
+
+    #[test]
+    fn decrypt_leaves_no_plaintext_in_freed_memory() {
+        const NEEDLE: &str = "cli-decrypt-needle-3f8a";
+        let p = prepared();
+        for (lines, b_len) in [(40, 3000), (3, 10)] {
+            let plain = plain_lines(NEEDLE, lines, b_len);
+            let stored: String = plain
+                .lines()
+                .map(|l| p.encrypt_str(l).unwrap() + "\n")
+                .collect();
+            let (hits, out) = run_armed("decrypt", NEEDLE, &stored, |line, out, _| {
+                decrypt_line(&p, line, out)
+            });
+            assert_eq!(*out, *plain);
+            assert_eq!(hits, 0, "strict, {lines} lines");
+            let (hits, out) = run_armed("decrypt", NEEDLE, &stored, |line, out, notes| {
+                decrypt_line_lenient(&p, line, out, notes)
+            });
+            assert_eq!(*out, *plain);
+            assert_eq!(hits, 0, "lenient, {lines} lines");
+        }
+    }
+
+    #[test]
+    fn the_stdout_writer_leaves_no_plaintext_in_freed_memory() {
+        // What `stream` writes to standard output through, over a sink that cannot grow.
+        const NEEDLE: &str = "cli-stdout-needle-7d02";
+        let p = prepared();
+        let plain = plain_lines(NEEDLE, 3, 10);
+        let stored: String = plain
+            .lines()
+            .map(|l| p.encrypt_str(l).unwrap() + "\n")
+            .collect();
+        let mut sink = Zeroizing::new(Vec::with_capacity(1 << 20));
+        let armed = FreedMemoryProbe::arm(NEEDLE.as_bytes());
+        let mut out = WipingBufWriter::with_capacity(STDOUT_BUFFER, &mut *sink);
+        let summary = pipeline::run(stored.as_bytes(), &mut out, 2, &(), |line, out, _| {
+            decrypt_line(&p, line, out)
+        })
+        .unwrap();
+        drop(out);
+        assert_eq!(summary.documents, 3);
+        let hits = armed.hits();
+        drop(armed);
+        assert_eq!(&sink[..], plain.as_bytes());
+        assert_eq!(hits, 0);
+    }
+
+    #[test]
+    fn encrypt_leaves_no_plaintext_in_freed_memory() {
+        const NEEDLE: &str = "cli-encrypt-needle-91c4";
+        let p = prepared();
+        let plain = plain_lines(NEEDLE, 40, 3000);
+        let (hits, out) = run_armed("encrypt", NEEDLE, &plain, |line, out, _| {
+            encrypt_line(&p, line, out)
+        });
+        assert!(!out.contains(NEEDLE));
+        assert_eq!(out.lines().count(), 40);
+        assert_eq!(hits, 0);
+    }
+
+    #[test]
+    fn the_param_value_is_wiped_when_dropped() {
+        const NEEDLE: &str = "cli-param-needle-24b9";
+        let d = TempDir::new("param");
+        let file = d.0.join("value.json");
+        std::fs::write(&file, format!("\"{NEEDLE}\"\n")).unwrap();
+        let args = |value: Option<String>, value_file: Option<PathBuf>| ParamArgs {
+            policy: PolicyArgs {
+                store: crate::StoreArg {
+                    store: d.0.join("keys.json"),
+                },
+                policy: d.0.join("policy.json"),
+                partition_key_paths: Vec::new(),
+            },
+            path: "/a".into(),
+            value,
+            value_file,
+            number_type: None,
+        };
+        for (mut a, from) in [
+            (args(None, Some(file.clone())), "--value-file"),
+            (args(Some(format!("\"{NEEDLE}\"")), None), "--value"),
+        ] {
+            let armed = FreedMemoryProbe::arm(NEEDLE.as_bytes());
+            let (value, source) = param_value(&mut a).unwrap();
+            assert!(value.contains(NEEDLE) && source.starts_with(from));
+            drop(value);
+            assert_eq!(armed.hits(), 0, "{from}");
+        }
     }
 }

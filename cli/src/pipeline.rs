@@ -3,9 +3,12 @@
 //! A reader thread cuts the input into batches of lines, worker threads transform the
 //! batches, and the calling thread writes them back in input order. Channels are bounded,
 //! so at most a fixed number of batches is in memory whatever the input size.
+//!
+//! Input and output may be plaintext (the input of `ae encrypt`, the output of
+//! `ae decrypt`): every buffer here is wiped before it grows and when it is freed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -22,7 +25,7 @@ const BATCH_BYTES: usize = 1 << 20;
 /// The longest line read: a hostile stream without newlines cannot exhaust memory. Far
 /// above the library's default document limit (16 MiB), which refuses big documents with
 /// a clearer error.
-const MAX_LINE_BYTES: u64 = 64 << 20;
+const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// A document that could not be processed.
 #[derive(Debug)]
@@ -41,9 +44,9 @@ pub(crate) enum PipelineError<E> {
     /// The input is not UTF-8 at this line.
     NotUtf8 { line: u64 },
     /// Reading the input failed.
-    Read(std::io::Error),
+    Read(io::Error),
     /// Writing the output failed.
-    Write(std::io::Error),
+    Write(io::Error),
 }
 
 /// What a finished run did.
@@ -73,9 +76,22 @@ type Notes = Vec<(u64, String)>;
 
 struct Batch {
     seq: u64,
-    /// (line number, line text without the newline)
-    lines: Vec<(u64, String)>,
+    /// The lines' text without their newlines, one after the other (wiped when dropped).
+    text: Zeroizing<String>,
+    /// (line number, where its text ends in `text`); each starts where the previous ends.
+    lines: Vec<(u64, usize)>,
     bytes: u64,
+}
+
+impl Batch {
+    fn new(seq: u64, capacity: usize) -> Self {
+        Batch {
+            seq,
+            text: Zeroizing::new(String::with_capacity(capacity)),
+            lines: Vec::with_capacity(BATCH_LINES),
+            bytes: 0,
+        }
+    }
 }
 
 struct Done<E> {
@@ -155,25 +171,20 @@ fn read_batches<E, R: BufRead>(
 ) {
     let mut seq = 0u64;
     let mut line_no = 0u64;
-    let mut batch = Batch {
-        seq,
-        lines: Vec::with_capacity(BATCH_LINES),
-        bytes: 0,
-    };
-    let mut batch_bytes = 0usize;
-    let mut buf = Vec::new();
+    // The first capacity of a batch's text: what the previous one took, and a little more.
+    let mut capacity = 64 << 10;
+    let mut batch = Batch::new(seq, capacity);
+    // One line, reused.
+    let mut buf = Zeroizing::new(Vec::new());
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
         }
         buf.clear();
-        let n = match (&mut input)
-            .take(MAX_LINE_BYTES)
-            .read_until(b'\n', &mut buf)
-        {
-            Ok(n) if n as u64 == MAX_LINE_BYTES && buf.last() != Some(&b'\n') => {
-                let error = std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
+        let n = match read_line(&mut input, &mut buf, MAX_LINE_BYTES) {
+            Ok(n) if n == MAX_LINE_BYTES && buf.last() != Some(&b'\n') => {
+                let error = io::Error::new(
+                    io::ErrorKind::InvalidData,
                     format!("line {} is longer than {MAX_LINE_BYTES} bytes", line_no + 1),
                 );
                 send_then_fail(batch, &tx, &errors, PipelineError::Read(error));
@@ -209,20 +220,14 @@ fn read_batches<E, R: BufRead>(
             return;
         };
         if !text.trim().is_empty() {
-            batch_bytes += text.len();
-            batch.lines.push((line_no, text.to_owned()));
+            batch.text.reserve_wiping(text.len());
+            batch.text.push_str(text);
+            batch.lines.push((line_no, batch.text.len()));
         }
-        if batch.lines.len() >= BATCH_LINES || batch_bytes >= BATCH_BYTES {
+        if batch.lines.len() >= BATCH_LINES || batch.text.len() >= BATCH_BYTES {
             seq += 1;
-            let full = std::mem::replace(
-                &mut batch,
-                Batch {
-                    seq,
-                    lines: Vec::with_capacity(BATCH_LINES),
-                    bytes: 0,
-                },
-            );
-            batch_bytes = 0;
+            capacity = batch.text.len() + batch.text.len() / 8;
+            let full = std::mem::replace(&mut batch, Batch::new(seq, capacity));
             if tx.send(full).is_err() {
                 return;
             }
@@ -231,6 +236,71 @@ fn read_batches<E, R: BufRead>(
     let _ = tx.send(batch);
 }
 
+/// Appends the next line of `input` (up to and with its newline, or to the end of the
+/// input), at most `max` bytes, to `buf`, which is empty; returns its length. `buf` grows
+/// only through [`ReserveWiping`]: each `read_until` reads at most its spare capacity.
+fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    while buf.len() < max {
+        if buf.len() == buf.capacity() {
+            buf.reserve_wiping(4096);
+        }
+        let room = (buf.capacity() - buf.len()).min(max - buf.len());
+        let n = Read::take(&mut *input, room as u64).read_until(b'\n', buf)?;
+        if n == 0 || buf.last() == Some(&b'\n') {
+            break;
+        }
+    }
+    Ok(buf.len())
+}
+
+/// A [`BufRead`] like [`io::BufReader`] whose buffer is wiped when it is freed: the input
+/// may be plaintext.
+pub(crate) struct WipingBufReader<R> {
+    inner: R,
+    buf: Zeroizing<Vec<u8>>,
+    /// `buf[pos..filled]` is read from `inner` and not consumed yet.
+    pos: usize,
+    filled: usize,
+}
+
+impl<R: Read> WipingBufReader<R> {
+    /// Reads `inner` through a buffer of `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize, inner: R) -> Self {
+        WipingBufReader {
+            inner,
+            buf: Zeroizing::new(vec![0; capacity.max(1)]),
+            pos: 0,
+            filled: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for WipingBufReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.filled && out.len() >= self.buf.len() {
+            return self.inner.read(out);
+        }
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for WipingBufReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.filled {
+            self.filled = self.inner.read(&mut self.buf[..])?;
+            self.pos = 0;
+        }
+        Ok(&self.buf[self.pos..self.filled])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.filled);
+    }
+}
 /// Sends the lines read so far, then `error` in the place of the next batch, so that the
 /// writer writes everything before the failing line and then reports it.
 fn send_then_fail<E>(
@@ -272,15 +342,16 @@ fn work<E, F>(
             return;
         }
         let mut out = DoneBatch {
-            output: Zeroizing::new(String::with_capacity(
-                batch.lines.iter().map(|(_, l)| l.len() * 2).sum(),
-            )),
+            output: Zeroizing::new(String::with_capacity(batch.text.len() * 2)),
             documents: 0,
             bytes: batch.bytes,
             notes: Vec::new(),
         };
         let mut failed = None;
-        for (line, text) in &batch.lines {
+        let mut start = 0;
+        for &(line, end) in &batch.lines {
+            let text = batch.text.get(start..end).unwrap_or_default();
+            start = end;
             notes_buf.clear();
             let result = transform(text, &mut doc, &mut notes_buf);
             if result.is_ok() {
@@ -294,10 +365,10 @@ fn work<E, F>(
             match result {
                 Ok(()) => {
                     out.documents += 1;
-                    out.notes.extend(notes_buf.drain(..).map(|n| (*line, n)));
+                    out.notes.extend(notes_buf.drain(..).map(|n| (line, n)));
                 }
                 Err(error) => {
-                    failed = Some(PipelineError::Line(LineError { line: *line, error }));
+                    failed = Some(PipelineError::Line(LineError { line, error }));
                     break;
                 }
             }
@@ -436,9 +507,9 @@ mod tests {
 
     #[test]
     fn an_endless_line_is_refused_with_its_number() {
-        use std::io::{BufReader, Read};
+        use std::io::BufReader;
         let head = &b"a\nb\n"[..];
-        let endless = std::io::repeat(b'x').take(MAX_LINE_BYTES + 10);
+        let endless = io::repeat(b'x').take(MAX_LINE_BYTES as u64 + 10);
         let input = BufReader::new(head.chain(endless));
         let mut out = Vec::new();
         let r = run(input, &mut out, 2, &(), upper);
@@ -465,10 +536,10 @@ mod tests {
     fn write_errors_stop_the_run() {
         struct Broken;
         impl Write for Broken {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                Err(std::io::Error::other("disk full"))
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
             }
-            fn flush(&mut self) -> std::io::Result<()> {
+            fn flush(&mut self) -> io::Result<()> {
                 Ok(())
             }
         }
