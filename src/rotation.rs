@@ -18,6 +18,10 @@
 //! | the new policy only | it decrypts under the new key | it is plaintext: encrypted |
 //! | the old policy only | it is not a ciphertext (plaintext, as a run writes it) | decrypted with the old key: plaintext |
 //!
+//! As in [`PreparedPolicy::encrypt_str`], a property name with a lone UTF-16 surrogate
+//! escape (`"k\udb5e"`, valid JSON that JavaScript writes) is never selected: it and its
+//! value are copied as written (under a selected property it is a key like any other).
+//!
 //! A document is **already converted** ([`Reencryption::AlreadyConverted`]) when every
 //! value was left as it is: no value is left that the old policy encrypted and the new one
 //! does not encrypt the same way (same key, type and algorithm; for `AE1` also the same
@@ -57,7 +61,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::cipher::EncryptionType;
 use crate::document::scan::{self, ScanError, path_at, skip_ws};
 use crate::document::tree::wipe;
-use crate::document::{CellKey, Engine, KeySlot, Limits, ROOT, Selected, unescape};
+use crate::document::{CellKey, Engine, KeySlot, Limits, ROOT, Selected, property_name, unescape};
 use crate::error::{Error, Result};
 use crate::path::push_token;
 use crate::prepared::PreparedPolicy;
@@ -262,6 +266,16 @@ impl Cur {
             Cur::Node(id) => e
                 .child(e.node(id), name)
                 .map_or(Cur::Out, |c| Cur::at(e, c)),
+            other => other,
+        }
+    }
+
+    /// The cursor of a member of an object here whose name no policy path names (it
+    /// holds a lone UTF-16 surrogate): outside the selection tree, but still under a
+    /// selected path.
+    fn unnamed(self) -> Cur {
+        match self {
+            Cur::Node(_) => Cur::Out,
             other => other,
         }
     }
@@ -663,18 +677,19 @@ impl<'e> TextWalk<'e, '_> {
                     return Err(syntax(input, i, "expected a property name"));
                 }
                 let (key_end, escaped) = scan::string(b, i).map_err(|e| scan_error(input, e))?;
-                let (o, n) = {
-                    let key = if escaped {
-                        unescape(slice_str(input, i, key_end)?, &mut self.text)
-                            .map_err(|r| syntax(input, i, r))?
-                    } else {
-                        slice_str(input, i + 1, key_end - 1)?
-                    };
+                let key = if escaped {
+                    // A name with a lone surrogate is never selected.
+                    property_name(slice_str(input, i, key_end)?, &mut self.text)
+                        .map_err(|r| syntax(input, i, r))?
+                } else {
+                    Some(slice_str(input, i + 1, key_end - 1)?)
+                };
+                let (o, n) = key.map_or((Cur::Out, Cur::Out), |key| {
                     (
                         Cur::Node(ROOT).child(from, key),
                         Cur::Node(ROOT).child(to, key),
                     )
-                };
+                });
                 i = skip_ws(b, key_end);
                 if b.get(i) != Some(&b':') {
                     return Err(syntax(input, i, "expected ':'"));
@@ -757,9 +772,12 @@ impl<'e> TextWalk<'e, '_> {
             }
             let (co, cn) = if open == Some(b'{') {
                 let (key_end, _) = scan::string(b, i).map_err(|_| self.bad_json(i))?;
-                let key = unescape(slice_str(input, i, key_end)?, &mut self.text)
-                    .map_err(|r| invalid(input, i, r))?;
-                let cursors = (o.child(from, key), n.child(to, key));
+                let cursors = match property_name(slice_str(input, i, key_end)?, &mut self.text) {
+                    Ok(Some(key)) => (o.child(from, key), n.child(to, key)),
+                    // A name with a lone surrogate: never a tree node's child.
+                    Ok(None) => (o.unnamed(), n.unnamed()),
+                    Err(r) => return Err(invalid(input, i, r)),
+                };
                 i = skip_ws(b, key_end);
                 if b.get(i) != Some(&b':') {
                     return Err(self.bad_json(i));

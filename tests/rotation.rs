@@ -831,3 +831,43 @@ fn a_stored_negative_zero_keeps_its_type() {
     );
     assert_eq!(v, parse(&rotated));
 }
+
+/// Review H1 (issue 23): a property name with a lone UTF-16 surrogate escape (valid JSON,
+/// which JavaScript writes) is never selected, at the top level and under a policy node:
+/// the document is rotated and that property is copied as written, as
+/// `encrypt_str`/`decrypt_str` do. Under a selected property it is a key like any other.
+#[test]
+fn a_lone_surrogate_property_name_is_never_selected() {
+    for alg in [COSMOS, AE1] {
+        let old = extended(&[("/a", "old", DET, alg), ("/o/x", "old", RAND, alg)]);
+        let new = extended(&[("/a", "new", DET, alg), ("/o/x", "new", RAND, alg)]);
+        // The issue's reproducer, and the same name one level down, beside a selected
+        // path, and as a key under a selected property.
+        for plain in [
+            r#"{"id":"1","a":"x","k\udb5e":"value"}"#,
+            r#"{"id":"2","o":{"x":"y","k\udb5e":"value"},"a":{"k\udb5e":"z"}}"#,
+        ] {
+            let stored = old.encrypt_str(plain).unwrap();
+            assert!(stored.contains(r#""k\udb5e":"value""#), "{alg}: {stored}");
+            let (rotated, what) = reencrypt_str(&old, &new, &stored).unwrap();
+            assert_eq!(what, Reencryption::Converted, "{alg}: {plain}");
+            assert!(rotated.contains(r#""k\udb5e":"value""#), "{alg}: {rotated}");
+            assert_eq!(new.decrypt_str(&rotated).unwrap(), plain, "{alg}");
+            assert!(old.decrypt_str(&rotated).is_err(), "{alg}: still under old");
+            assert_eq!(
+                reencrypt_str(&old, &new, &rotated).unwrap(),
+                (rotated.clone(), Reencryption::AlreadyConverted),
+                "{alg}: a second run changes nothing"
+            );
+        }
+        // Under a path the new policy selects whole, it is a key like any other: its
+        // value is encrypted, although the old policy's tree is followed there.
+        let new_whole = extended(&[("/a", "new", DET, alg), ("/o", "new", RAND, alg)]);
+        let plain = r#"{"o":{"x":"y","k\udb5e":"value"}}"#;
+        let stored = old.encrypt_str(plain).unwrap();
+        let (rotated, what) = reencrypt_str(&old, &new_whole, &stored).unwrap();
+        assert_eq!(what, Reencryption::Converted, "{alg}");
+        assert!(!rotated.contains("value"), "{alg}: {rotated}");
+        assert_eq!(new_whole.decrypt_str(&rotated).unwrap(), plain, "{alg}");
+    }
+}

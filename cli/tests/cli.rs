@@ -1717,6 +1717,79 @@ mod reencrypt_leaves_no_old_key {
         assert!(err.contains("cek1"), "{err}");
         assert!(!out.exists());
     }
+
+    /// Review H1 (issue 23): a document with a property name holding a lone UTF-16
+    /// surrogate escape (valid JSON, which JavaScript writes) is rotated, the name copied
+    /// as written, instead of failing the line as invalid JSON.
+    #[test]
+    fn a_lone_surrogate_property_name_does_not_stop_the_run() {
+        let (d, local) = sdk_setup("rot-surr");
+        let store = d.path("keys.json");
+        let l2 = create_cek2(&store);
+        let old = d.write("old.json", &policy(&[("/ssn", "cek1")]));
+        let new = d.write("new.json", &policy(&[("/ssn", "cek2")]));
+        let plain = "{\"id\":\"1\",\"ssn\":\"x\",\"k\\udb5e\":\"value\"}\n";
+        let o = ae(
+            &[
+                "encrypt",
+                "--store",
+                s(&store),
+                "--policy",
+                s(&old),
+                "--local-kek",
+                &local,
+            ],
+            Some(plain),
+        );
+        assert_exit(&o, 0);
+        let enc = d.write("enc.ndjson", &stdout(&o));
+        let out = d.path("rotated.ndjson");
+        let o = ae(
+            &[
+                "reencrypt",
+                "--store",
+                s(&store),
+                "--from-policy",
+                s(&old),
+                "--to-policy",
+                s(&new),
+                "--local-kek",
+                &local,
+                "--local-kek",
+                &l2,
+                "-i",
+                s(&enc),
+                "-o",
+                s(&out),
+            ],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert!(
+            stderr(&o).contains("converted 1, already converted 0, failed 0"),
+            "{}",
+            stderr(&o)
+        );
+        let rotated = d.read("rotated.ndjson");
+        assert!(rotated.ends_with(",\"k\\udb5e\":\"value\"}\n"), "{rotated}");
+        assert_ne!(rotated, d.read("enc.ndjson"));
+        let o = ae(
+            &[
+                "decrypt",
+                "--store",
+                s(&store),
+                "--policy",
+                s(&new),
+                "--local-kek",
+                &l2,
+                "-i",
+                s(&out),
+            ],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o), plain);
+    }
 }
 
 mod trusted_keys {
