@@ -58,7 +58,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use serde_json::{Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::cipher::EncryptionType;
+use crate::cipher::{EncryptionType, ReserveWiping};
 use crate::document::scan::{self, ScanError, path_at, skip_ws};
 use crate::document::tree::wipe;
 use crate::document::{CellKey, Engine, KeySlot, Limits, ROOT, Selected, property_name, unescape};
@@ -506,6 +506,8 @@ impl<'e> Core<'e> {
     /// Appends the stored form of `pt` under the new path `n`, as a JSON string.
     fn encrypt_text(&mut self, n: &Selected, pt: &Plaintext<'_>, out: &mut Vec<u8>) -> Result<()> {
         let key = ready(n)?;
+        // The quotes and the padded base64 of the stored form: no growth below.
+        out.reserve_wiping(key.stored_len(pt.as_bytes().len()).div_ceil(3) * 4 + 2);
         out.push(b'"');
         key.encrypt_to_bytes(n.mode, pt, n.alphabet, &mut self.scratch, out)?;
         out.push(b'"');
@@ -728,11 +730,11 @@ impl<'e> TextWalk<'e, '_> {
     fn emit(&mut self, matched: &[(Cur, Cur, usize, usize)], out: &mut Vec<u8>) -> Result<()> {
         let mut copied = 0;
         for &(o, n, start, end) in matched {
-            out.extend_from_slice(slice(self.input, copied, start)?);
+            put(out, slice(self.input, copied, start)?);
             self.value(o, n, start, end, 1, out)?;
             copied = end;
         }
-        out.extend_from_slice(slice(self.input, copied, self.input.len())?);
+        put(out, slice(self.input, copied, self.input.len())?);
         Ok(())
     }
 
@@ -789,13 +791,13 @@ impl<'e> TextWalk<'e, '_> {
             };
             let v_end = scan::value(b, i, &mut self.stack).map_err(|_| self.bad_json(i))?;
             if co != Cur::Out || cn != Cur::Out {
-                out.extend_from_slice(slice(input, copied, i)?);
+                put(out, slice(input, copied, i)?);
                 self.value(co, cn, i, v_end, depth + 1, out)?;
                 copied = v_end;
             }
             i = v_end;
         }
-        out.extend_from_slice(slice(input, copied, end)?);
+        put(out, slice(input, copied, end)?);
         Ok(())
     }
 
@@ -812,7 +814,7 @@ impl<'e> TextWalk<'e, '_> {
     ) -> Result<()> {
         let input = self.input;
         if o.is_none() && n.is_none() {
-            out.extend_from_slice(slice(input, start, end)?);
+            put(out, slice(input, start, end)?);
             return Ok(());
         }
         let b = input.as_bytes();
@@ -829,7 +831,7 @@ impl<'e> TextWalk<'e, '_> {
                         i = s_end;
                         continue;
                     }
-                    out.extend_from_slice(slice(input, copied, i)?);
+                    put(out, slice(input, copied, i)?);
                     self.string_leaf(o, n, i, s_end, escaped, out)
                         .map_err(|e| e.at_path(&path_at(input, i)))?;
                     s_end
@@ -841,7 +843,7 @@ impl<'e> TextWalk<'e, '_> {
                         b't' | b'f' => return Err(self.bad_json(i)),
                         _ => scan::number(b, i).map_err(|_| self.bad_json(i))?,
                     };
-                    out.extend_from_slice(slice(input, copied, i)?);
+                    put(out, slice(input, copied, i)?);
                     self.scalar_leaf(o, n, slice_str(input, i, s_end)?, out)
                         .map_err(|e| e.at_path(&path_at(input, i)))?;
                     s_end
@@ -868,7 +870,7 @@ impl<'e> TextWalk<'e, '_> {
             copied = leaf_end;
             i = leaf_end;
         }
-        out.extend_from_slice(slice(input, copied, end)?);
+        put(out, slice(input, copied, end)?);
         Ok(())
     }
 
@@ -893,10 +895,10 @@ impl<'e> TextWalk<'e, '_> {
             slice_str(self.input, start + 1, end - 1)?
         };
         match self.core.decide(o, n, Some(s))? {
-            Fate::Keep => out.extend_from_slice(raw.as_bytes()),
+            Fate::Keep => put(out, raw.as_bytes()),
             Fate::Encrypt => match n {
                 Some(n) => self.core.encrypt_text(n, &Plaintext::string(s), out)?,
-                None => out.extend_from_slice(raw.as_bytes()),
+                None => put(out, raw.as_bytes()),
             },
             Fate::Decrypted(marker, key) => self.core.decrypted_text(marker, key, n, out)?,
         }
@@ -921,7 +923,7 @@ impl<'e> TextWalk<'e, '_> {
                 self.core.encrypt_text(n, &pt, out)
             }
             _ => {
-                out.extend_from_slice(lit.as_bytes());
+                put(out, lit.as_bytes());
                 Ok(())
             }
         }
@@ -930,6 +932,15 @@ impl<'e> TextWalk<'e, '_> {
     fn bad_json(&self, at: usize) -> Error {
         invalid(self.input, at, "invalid JSON")
     }
+}
+
+/// Appends to the output. It may hold values decrypted to plaintext (a value the new
+/// policy no longer encrypts), so a growth wipes the old allocation before it is freed;
+/// [`write_plaintext_json`] and [`Core::encrypt_text`] grow it the same way.
+#[inline]
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve_wiping(bytes.len());
+    out.extend_from_slice(bytes);
 }
 
 fn invalid(input: &str, at: usize, reason: &str) -> Error {

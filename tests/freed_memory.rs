@@ -132,3 +132,41 @@ fn unescape_buffer_wipes_before_it_grows() {
         back.zeroize();
     }
 }
+
+/// Review M2: the rotation output buffer. The old policy encrypts /a, the new one /n: /a
+/// is decrypted into the output as plaintext (the needle), then the small numbers of /n
+/// are encrypted after it, each some 45 times its literal's length, so the output grows
+/// far beyond its first capacity (and a long property outside both policies is copied
+/// after that).
+#[test]
+fn reencrypt_output_wipes_before_it_grows() {
+    use always_encrypted::rotation::{Reencryption, reencrypt_str};
+    const NEEDLE: &str = "reencrypt-out-needle-9e41b7";
+    let policy = |path: &str, alg: &str| {
+        let v = json!({"includedPaths": [{"path": path, "clientEncryptionKeyId": "cek1",
+            "encryptionType": "Randomized", "encryptionAlgorithm": alg}],
+            "policyFormatVersion": 2});
+        let policy = ClientEncryptionPolicy::from_value_with(&v, PolicyMode::Extended).unwrap();
+        let key = ResolvedKey::new("cek1", DataEncryptionKey::from_bytes(&[7; 32]).unwrap());
+        PreparedPolicy::new(&policy, PrepareOptions::new(), |_| Ok(key.clone())).unwrap()
+    };
+    for alg in [
+        "AEAD_AES_256_CBC_HMAC_SHA256",
+        "AE1_AES_256_GCM_HKDF_SHA256",
+    ] {
+        let (old, new) = (policy("/a", alg), policy("/n", alg));
+        let numbers = vec![json!(1); 400];
+        let mut doc =
+            Zeroizing::new(json!({"a": NEEDLE, "n": numbers, "z": "z".repeat(5_000)}).to_string());
+        let stored = old.encrypt_str(&doc).unwrap();
+        doc.zeroize();
+        assert!(!stored.contains(NEEDLE));
+        let armed = FreedMemoryProbe::arm(NEEDLE.as_bytes());
+        let (mut rotated, what) = reencrypt_str(&old, &new, &stored).unwrap();
+        assert_eq!(what, Reencryption::Converted);
+        assert!(rotated.contains(NEEDLE) && rotated.len() > 2 * stored.len());
+        rotated.zeroize();
+        assert!(armed.checked() > 0, "the probe saw no frees");
+        assert_eq!(armed.hits(), 0, "{alg}: the old output was freed unwiped");
+    }
+}
