@@ -50,8 +50,16 @@
 //!   plaintext: the old policy encrypted it).
 //!
 //! Anything else under one policy only is plaintext. So plaintext that happens to have
-//! the form of a ciphertext (a base64 blob of 65 bytes or more whose first bytes happen to
-//! match) is refused there.
+//! the form of a ciphertext is refused there. Only base64 text can: a binary field, most
+//! likely one the new policy newly encrypts. A blob whose bytes look random has that form
+//! with probability about 1 in 16,384 on a Cosmos path when it is 66 + 16k bytes long
+//! (first byte 2 to 5, second byte 1; never at other lengths), and 1 in 32,768 on an `AE1`
+//! path when it is 31 bytes or more (first byte `0xA1`, second 1 or 2); a binary format
+//! with a fixed header has it always or never. Such a document fails
+//! ([`Error::DecryptionFailed`] naming the path and key id). The way round: rotate to a
+//! policy without that path first, then encrypt the path on its own once
+//! ([`PreparedPolicy::encrypt_str`] under a policy holding only it, which encrypts whatever
+//! is there).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};

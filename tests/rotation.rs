@@ -871,3 +871,35 @@ fn a_lone_surrogate_property_name_is_never_selected() {
         assert_eq!(new_whole.decrypt_str(&rotated).unwrap(), plain, "{alg}");
     }
 }
+
+/// Review L8, as the module docs say: plaintext base64 under a path the new policy newly
+/// encrypts that happens to have the form of a ciphertext fails the run (naming the path
+/// and key id); the same bytes one block longer or shorter do not have it, and are encrypted.
+#[test]
+fn a_plaintext_base64_blob_in_the_form_of_a_ciphertext_is_refused() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let blob = |head: &[u8], len: usize| {
+        let mut b = vec![0x5A; len];
+        b[..head.len()].copy_from_slice(head);
+        STANDARD.encode(b)
+    };
+    for (alg, head, len, other_len) in [
+        (COSMOS, &[2u8, 1][..], 66, 67),
+        (COSMOS, &[5, 1], 82, 81),
+        (AE1, &[0xA1, 1], 31, 30),
+        (AE1, &[0xA1, 2], 200, 30),
+    ] {
+        let old = extended(&[("/ssn", "old", DET, alg)]);
+        let new = extended(&[("/ssn", "new", DET, alg), ("/bin", "new", RAND, alg)]);
+        let doc = json!({"id": "1", "bin": blob(head, len)}).to_string();
+        let err = reencrypt_str(&old, &new, &doc).unwrap_err();
+        assert!(
+            matches!(&err, Error::DecryptionFailed { path, key_id } if path == "/bin" && key_id == "new"),
+            "{alg} {len}: {err:?}"
+        );
+        let plain = json!({"id": "1", "bin": blob(head, other_len)});
+        let (_, what) = rotate(&old, &new, &plain.to_string(), &plain);
+        assert_eq!(what, Reencryption::Converted, "{alg} {other_len}");
+    }
+}
