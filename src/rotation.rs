@@ -67,13 +67,14 @@ use serde_json::{Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cipher::{EncryptionType, ReserveWiping};
-use crate::document::scan::{self, ScanError, path_at, skip_ws};
-use crate::document::tree::wipe;
+use crate::document::scan::{self, path_at, skip_ws};
+use crate::document::text::{scan_error, slice, slice_str, syntax};
+use crate::document::tree::{wipe, wipe_changes};
 use crate::document::{CellKey, Engine, KeySlot, Limits, ROOT, Selected, property_name, unescape};
 use crate::error::{Error, Result};
 use crate::path::push_token;
 use crate::prepared::PreparedPolicy;
-use crate::value::{Plaintext, TypeMarker, plaintext_to_json, write_plaintext_json};
+use crate::value::{Plaintext, TypeMarker, fixed8, plaintext_to_json, write_plaintext_json};
 
 /// What [`reencrypt_str`] and [`reencrypt_document`] did with a document (see the
 /// [module docs](self) for the rule, value by value).
@@ -622,17 +623,17 @@ fn decrypted_plaintext(
     marker: TypeMarker,
     bytes: &[u8],
 ) -> std::result::Result<Plaintext<'_>, &'static str> {
-    let fixed = |what| <[u8; 8]>::try_from(bytes).map_err(|_| what);
     Ok(match marker {
         TypeMarker::Null => return Err("the Null type marker is never encrypted"),
         TypeMarker::Boolean => {
-            Plaintext::boolean(fixed("a Boolean payload must be 8 bytes")?[0] != 0)
+            Plaintext::boolean(fixed8(bytes, "a Boolean payload must be 8 bytes")?[0] != 0)
         }
-        TypeMarker::Long => {
-            Plaintext::long(i64::from_le_bytes(fixed("a Long payload must be 8 bytes")?))
-        }
+        TypeMarker::Long => Plaintext::long(i64::from_le_bytes(fixed8(
+            bytes,
+            "a Long payload must be 8 bytes",
+        )?)),
         TypeMarker::Double => {
-            let x = f64::from_le_bytes(fixed("a Double payload must be 8 bytes")?);
+            let x = f64::from_le_bytes(fixed8(bytes, "a Double payload must be 8 bytes")?);
             Plaintext::double(x).map_err(|_| "a Double payload is NaN or infinite")?
         }
         TypeMarker::String => Plaintext::string(
@@ -958,33 +959,6 @@ fn invalid(input: &str, at: usize, reason: &str) -> Error {
     }
 }
 
-fn syntax(input: &str, at: usize, what: &str) -> Error {
-    let (line, column) = scan::line_column(input, at);
-    Error::InvalidDocument {
-        path: String::new(),
-        reason: format!("not valid JSON: {what} at line {line} column {column}"),
-    }
-}
-
-fn scan_error(input: &str, e: ScanError) -> Error {
-    syntax(input, e.at, e.what)
-}
-
-fn internal() -> Error {
-    Error::InvalidDocument {
-        path: String::new(),
-        reason: "internal error: lost track of the input".into(),
-    }
-}
-
-fn slice(input: &str, start: usize, end: usize) -> Result<&[u8]> {
-    input.as_bytes().get(start..end).ok_or_else(internal)
-}
-
-fn slice_str(input: &str, start: usize, end: usize) -> Result<&str> {
-    input.get(start..end).ok_or_else(internal)
-}
-
 // ---- serde_json::Value ----
 
 /// A step of the path of the value being visited.
@@ -1139,13 +1113,6 @@ fn apply_wiping(m: &mut Map<String, Value>, changes: Vec<(usize, Value)>) {
             None => break,
         }
     }
-}
-
-fn wipe_changes(changes: Vec<(usize, Value)>, e: Error) -> Error {
-    for (_, mut v) in changes {
-        wipe(&mut v);
-    }
-    e
 }
 
 #[cfg(test)]

@@ -581,7 +581,11 @@ fn is_json_number(s: &str) -> bool {
     i == b.len()
 }
 
-fn fixed8(bytes: &[u8], what: &'static str) -> std::result::Result<[u8; 8], &'static str> {
+/// An 8-byte payload (Boolean, Long, Double), or the reason `what`.
+pub(crate) fn fixed8(
+    bytes: &[u8],
+    what: &'static str,
+) -> std::result::Result<[u8; 8], &'static str> {
     bytes.try_into().map_err(|_| what)
 }
 

@@ -138,7 +138,7 @@ pub(crate) fn transform(
     }
 }
 
-fn syntax(input: &str, at: usize, what: &str) -> Error {
+pub(crate) fn syntax(input: &str, at: usize, what: &str) -> Error {
     let (line, column) = scan::line_column(input, at);
     Error::InvalidDocument {
         path: String::new(),
@@ -146,7 +146,7 @@ fn syntax(input: &str, at: usize, what: &str) -> Error {
     }
 }
 
-fn scan_error(input: &str, e: ScanError) -> Error {
+pub(crate) fn scan_error(input: &str, e: ScanError) -> Error {
     syntax(input, e.at, e.what)
 }
 
@@ -468,17 +468,17 @@ enum Scalar<'a> {
     Bool(bool),
 }
 
-fn internal() -> Error {
+pub(crate) fn internal() -> Error {
     Error::InvalidDocument {
         path: String::new(),
         reason: "internal error: lost track of the input".into(),
     }
 }
 
-fn slice(input: &str, start: usize, end: usize) -> Result<&[u8]> {
+pub(crate) fn slice(input: &str, start: usize, end: usize) -> Result<&[u8]> {
     input.as_bytes().get(start..end).ok_or_else(internal)
 }
 
-fn slice_str(input: &str, start: usize, end: usize) -> Result<&str> {
+pub(crate) fn slice_str(input: &str, start: usize, end: usize) -> Result<&str> {
     input.get(start..end).ok_or_else(internal)
 }

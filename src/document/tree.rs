@@ -306,7 +306,8 @@ pub(crate) fn wipe(v: &mut Value) {
     }
 }
 
-fn wipe_changes(changes: Vec<(usize, Value)>, e: Error) -> Error {
+/// Wipes the values a failed walk built (see [`wipe`]) and returns its error.
+pub(crate) fn wipe_changes(changes: Vec<(usize, Value)>, e: Error) -> Error {
     for (_, mut v) in changes {
         wipe(&mut v);
     }
