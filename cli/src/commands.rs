@@ -612,28 +612,7 @@ mod tests {
         }
     }
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let d = std::env::temp_dir().join(format!(
-                "ae-commands-{tag}-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&d).unwrap();
-            TempDir(d)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::TempDir;
 
     /// Lines of `{"id", "a": <needle>, "b": <a value whose JSON text is 6 times its
     /// `b_len`>}`. With a long `b`, a decrypted document is far longer than its input, so
@@ -665,10 +644,10 @@ mod tests {
     {
         let d = TempDir::new(verb);
         let io_args = IoArgs {
-            input: Some(d.0.join("in.ndjson")),
-            output: Some(d.0.join("out.ndjson")),
+            input: Some(d.join("in.ndjson")),
+            output: Some(d.join("out.ndjson")),
         };
-        std::fs::write(d.0.join("in.ndjson"), input).unwrap();
+        std::fs::write(d.join("in.ndjson"), input).unwrap();
         let armed = FreedMemoryProbe::arm(needle.as_bytes());
         let summary = stream(&globals(), verb, &io_args, transform).unwrap();
         let hits = armed.hits();
@@ -678,7 +657,7 @@ mod tests {
         );
         drop(armed);
         assert!(summary.documents > 0);
-        let out = Zeroizing::new(std::fs::read_to_string(d.0.join("out.ndjson")).unwrap());
+        let out = Zeroizing::new(std::fs::read_to_string(d.join("out.ndjson")).unwrap());
         (hits, out)
     }
 
@@ -747,14 +726,14 @@ mod tests {
     fn the_param_value_is_wiped_when_dropped() {
         const NEEDLE: &str = "cli-param-needle-24b9";
         let d = TempDir::new("param");
-        let file = d.0.join("value.json");
+        let file = d.join("value.json");
         std::fs::write(&file, format!("\"{NEEDLE}\"\n")).unwrap();
         let args = |value: Option<String>, value_file: Option<PathBuf>| ParamArgs {
             policy: PolicyArgs {
                 store: crate::StoreArg {
-                    store: d.0.join("keys.json"),
+                    store: d.join("keys.json"),
                 },
-                policy: d.0.join("policy.json"),
+                policy: d.join("policy.json"),
                 partition_key_paths: Vec::new(),
             },
             path: "/a".into(),

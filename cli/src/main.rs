@@ -16,6 +16,8 @@ mod error;
 mod output;
 mod pipeline;
 mod progress;
+#[cfg(test)]
+mod test_dir;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

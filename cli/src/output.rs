@@ -43,22 +43,11 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn tempdir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "ae-output-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::test_dir::TempDir;
 
     #[test]
     fn commit_replaces_and_drop_leaves_old_file() {
-        let d = tempdir();
+        let d = TempDir::new("output");
         let target = d.join("out.ndjson");
         std::fs::write(&target, "old\n").unwrap();
         {
@@ -77,7 +66,6 @@ mod tests {
         commit(f, &target).unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[cfg(unix)]
@@ -98,7 +86,7 @@ mod tests {
 
     #[test]
     fn errors_are_output_errors_naming_the_path() {
-        let d = tempdir();
+        let d = TempDir::new("output");
         let missing = d.join("no/such/dir/out");
         let e = create(&missing).err().unwrap();
         assert_eq!(e.exit_code(), crate::error::EXIT_OUTPUT);
@@ -113,6 +101,5 @@ mod tests {
                 if source.kind() == io::ErrorKind::IsADirectory),
             "{e}"
         );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }
