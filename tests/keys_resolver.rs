@@ -432,7 +432,10 @@ async fn key_resource_text_in_errors_is_escaped() {
         .build();
     let e = r.resolve("planted\u{1b}[31m").await.unwrap_err();
     let shown = e.to_string();
-    assert!(!shown.contains('\u{1b}') && !shown.contains('\n'), "{shown:?}");
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\n'),
+        "{shown:?}"
+    );
     assert!(
         shown.contains(r"planted\u001b[31m") && shown.contains(r"x\u001b[2J\u000aFAKE"),
         "{shown}"
