@@ -433,6 +433,7 @@ pub struct WipingBufWriter<W: Write> {
 impl<W: Write> WipingBufWriter<W> {
     /// A writer to `inner` buffering up to `capacity` bytes. Writes of at least that many
     /// bytes go to `inner` directly once the buffer is written out.
+    #[doc(hidden)]
     pub fn with_capacity(capacity: usize, inner: W) -> Self {
         WipingBufWriter {
             inner,
@@ -441,6 +442,7 @@ impl<W: Write> WipingBufWriter<W> {
     }
 
     /// The writer written to.
+    #[doc(hidden)]
     pub fn get_ref(&self) -> &W {
         &self.inner
     }
@@ -450,6 +452,7 @@ impl<W: Write> WipingBufWriter<W> {
     /// # Errors
     ///
     /// The error of writing the buffer out; the buffer is then wiped and dropped.
+    #[doc(hidden)]
     pub fn into_inner(mut self) -> io::Result<W> {
         self.flush_buf()?;
         Ok(self.inner)
