@@ -46,8 +46,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long = "local-kek", value_name = "URL=PEM", global = true, value_parser = parse_local_kek)]
     pub(crate) local_kek: Vec<(String, PathBuf)>,
     /// Accept only keys wrapped by this key-encryption key: a versioned Key Vault key URL
-    /// (that version), a key URL without version (all its versions) or a vault URL
-    /// https://VAULT.vault.azure.net (all its keys), as `ae keys list` shows it; any other
+    /// (that version), a key URL without version (all its versions) or a vault URL, the
+    /// part before /keys/ (all its keys), each as `ae keys list` shows it; any other
     /// key is refused, local ones too. Repeatable. Without the flag: the URLs in
     /// AE_TRUSTED_KEKS (comma- or space-separated; set but empty is an error); without
     /// both, every key-encryption key is accepted.
