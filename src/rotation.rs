@@ -68,7 +68,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::cipher::{EncryptionType, ReserveWiping};
 use crate::document::scan::{self, path_at, skip_ws};
-use crate::document::text::{scan_error, slice, slice_str, syntax};
+use crate::document::text::{slice, slice_str, top_level_members};
 use crate::document::tree::{wipe, wipe_changes};
 use crate::document::{CellKey, Engine, KeySlot, Limits, ROOT, Selected, property_name, unescape};
 use crate::error::{Error, Result};
@@ -668,63 +668,26 @@ impl<'e> TextWalk<'e, '_> {
                 max: self.core.limits.max_document_bytes,
             });
         }
-        let b = input.as_bytes();
         // Validate the whole document first (invalid JSON is always reported as such),
-        // noting the top-level values either policy selects from.
+        // noting the top-level values either policy selects from. A name with a lone
+        // surrogate is never selected.
         let mut matched: Vec<(Cur, Cur, usize, usize)> = Vec::new();
-        let mut i = skip_ws(b, 0);
-        if b.get(i) != Some(&b'{') {
-            return Err(Error::InvalidDocument {
-                path: String::new(),
-                reason: "a document must be a JSON object".into(),
-            });
-        }
-        i = skip_ws(b, i + 1);
-        if b.get(i) == Some(&b'}') {
-            i += 1;
-        } else {
-            loop {
-                if b.get(i) != Some(&b'"') {
-                    return Err(syntax(input, i, "expected a property name"));
-                }
-                let (key_end, escaped) = scan::string(b, i).map_err(|e| scan_error(input, e))?;
-                let key = if escaped {
-                    // A name with a lone surrogate is never selected.
-                    property_name(slice_str(input, i, key_end)?, &mut self.text)
-                        .map_err(|r| syntax(input, i, r))?
-                } else {
-                    Some(slice_str(input, i + 1, key_end - 1)?)
-                };
-                let (o, n) = key.map_or((Cur::Out, Cur::Out), |key| {
+        top_level_members(
+            input,
+            &mut self.text,
+            &mut self.stack,
+            |name, start, end, _| {
+                let (o, n) = name.map_or((Cur::Out, Cur::Out), |name| {
                     (
-                        Cur::Node(ROOT).child(from, key),
-                        Cur::Node(ROOT).child(to, key),
+                        Cur::Node(ROOT).child(from, name),
+                        Cur::Node(ROOT).child(to, name),
                     )
                 });
-                i = skip_ws(b, key_end);
-                if b.get(i) != Some(&b':') {
-                    return Err(syntax(input, i, "expected ':'"));
-                }
-                let start = skip_ws(b, i + 1);
-                let end =
-                    scan::value(b, start, &mut self.stack).map_err(|e| scan_error(input, e))?;
                 if o != Cur::Out || n != Cur::Out {
                     matched.push((o, n, start, end));
                 }
-                i = skip_ws(b, end);
-                match b.get(i) {
-                    Some(b',') => i = skip_ws(b, i + 1),
-                    Some(b'}') => {
-                        i += 1;
-                        break;
-                    }
-                    _ => return Err(syntax(input, i, "expected ',' or '}'")),
-                }
-            }
-        }
-        if skip_ws(b, i) != b.len() {
-            return Err(syntax(input, i, "trailing characters after the document"));
-        }
+            },
+        )?;
         let mut out = Vec::with_capacity(input.len() + input.len() / 2 + 64);
         match self.emit(&matched, &mut out) {
             Ok(()) => Ok(out),

@@ -26,6 +26,65 @@ use crate::cipher::ReserveWiping;
 use crate::error::{Error, Result};
 use crate::value::{Plaintext, write_plaintext_json};
 
+/// Validates that `input` is one JSON object with nothing but white space after it, and
+/// calls `member` with each top-level property in order: its name (`None` for a name that
+/// no policy path can name: one whose escapes hold a lone UTF-16 surrogate), the start and
+/// end of its value, and whether the value's text holds escapes. `names` is scratch for
+/// unescaping names, `stack` for the scanner. Shared by the document walker and rotation.
+pub(crate) fn top_level_members(
+    input: &str,
+    names: &mut String,
+    stack: &mut Vec<u8>,
+    mut member: impl FnMut(Option<&str>, usize, usize, bool),
+) -> Result<()> {
+    let b = input.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return Err(Error::InvalidDocument {
+            path: String::new(),
+            reason: "a document must be a JSON object".into(),
+        });
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return Err(syntax(input, i, "expected a property name"));
+            }
+            let (key_end, escaped) = scan::string(b, i).map_err(|e| scan_error(input, e))?;
+            let name = if escaped {
+                property_name(slice_str(input, i, key_end)?, names)
+                    .map_err(|r| syntax(input, i, r))?
+            } else {
+                Some(slice_str(input, i + 1, key_end - 1)?)
+            };
+            let colon = skip_ws(b, key_end);
+            if b.get(colon) != Some(&b':') {
+                return Err(syntax(input, colon, "expected ':'"));
+            }
+            let start = skip_ws(b, colon + 1);
+            let (end, escaped) =
+                scan::value_escaped(b, start, stack).map_err(|e| scan_error(input, e))?;
+            member(name, start, end, escaped);
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(syntax(input, i, "expected ',' or '}'")),
+            }
+        }
+    }
+    if skip_ws(b, i) != b.len() {
+        return Err(syntax(input, i, "trailing characters after the document"));
+    }
+    Ok(())
+}
+
 /// Encrypts or decrypts the selected properties of the JSON object `input`, returning the
 /// new text; skipped properties (lenient decryption) are appended to `skipped`.
 pub(crate) fn transform(
@@ -55,61 +114,20 @@ pub(crate) fn transform(
         leaves: 0,
         skip_offsets: Vec::new(),
     };
-    let b = input.as_bytes();
     let root = engine.node(ROOT);
     // First validate the whole document and note the selected top-level values (tree node,
     // start, end), so that invalid JSON is always reported as such; then transform.
     let mut matched: Vec<(usize, usize, usize, bool)> = Vec::new();
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return Err(Error::InvalidDocument {
-            path: String::new(),
-            reason: "a document must be a JSON object".into(),
-        });
-    }
-    i = skip_ws(b, i + 1);
-    if b.get(i) == Some(&b'}') {
-        i += 1;
-    } else {
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return Err(syntax(input, i, "expected a property name"));
-            }
-            let (key_end, escaped) = scan::string(b, i).map_err(|e| scan_error(input, e))?;
-            let child = if escaped {
-                let raw = slice_str(input, i, key_end)?;
-                match property_name(raw, &mut w.bufs.text) {
-                    Ok(Some(key)) => engine.child(root, key),
-                    Ok(None) => None,
-                    Err(r) => return Err(syntax(input, i, r)),
-                }
-            } else {
-                engine.child(root, slice_str(input, i + 1, key_end - 1)?)
-            };
-            i = skip_ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return Err(syntax(input, i, "expected ':'"));
-            }
-            let start = skip_ws(b, i + 1);
-            let (end, escaped) =
-                scan::value_escaped(b, start, &mut w.stack).map_err(|e| scan_error(input, e))?;
-            if let Some(child) = child {
+    top_level_members(
+        input,
+        &mut w.bufs.text,
+        &mut w.stack,
+        |name, start, end, escaped| {
+            if let Some(child) = name.and_then(|name| engine.child(root, name)) {
                 matched.push((child, start, end, escaped));
             }
-            i = skip_ws(b, end);
-            match b.get(i) {
-                Some(b',') => i = skip_ws(b, i + 1),
-                Some(b'}') => {
-                    i += 1;
-                    break;
-                }
-                _ => return Err(syntax(input, i, "expected ',' or '}'")),
-            }
-        }
-    }
-    if skip_ws(b, i) != b.len() {
-        return Err(syntax(input, i, "trailing characters after the document"));
-    }
+        },
+    )?;
     let mut out = Vec::with_capacity(capacity);
     let mut copied = 0;
     let run = || -> Result<()> {
@@ -138,7 +156,7 @@ pub(crate) fn transform(
     }
 }
 
-pub(crate) fn syntax(input: &str, at: usize, what: &str) -> Error {
+fn syntax(input: &str, at: usize, what: &str) -> Error {
     let (line, column) = scan::line_column(input, at);
     Error::InvalidDocument {
         path: String::new(),
@@ -146,7 +164,7 @@ pub(crate) fn syntax(input: &str, at: usize, what: &str) -> Error {
     }
 }
 
-pub(crate) fn scan_error(input: &str, e: ScanError) -> Error {
+fn scan_error(input: &str, e: ScanError) -> Error {
     syntax(input, e.at, e.what)
 }
 
