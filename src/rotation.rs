@@ -69,7 +69,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::cipher::{EncryptionType, ReserveWiping};
 use crate::document::scan::{self, path_at, skip_ws};
 use crate::document::text::{slice, slice_str, top_level_members};
-use crate::document::tree::{wipe, wipe_changes};
+use crate::document::tree::{apply, replace_wiping, wipe_changes};
 use crate::document::{CellKey, Engine, KeySlot, Limits, ROOT, Selected, property_name, unescape};
 use crate::error::{Error, Result};
 use crate::path::push_token;
@@ -244,7 +244,7 @@ pub fn reencrypt_document(
     if changes.is_empty() {
         return Ok(Reencryption::AlreadyConverted);
     }
-    apply_wiping(map, changes);
+    apply(map, changes);
     Ok(Reencryption::Converted)
 }
 
@@ -985,7 +985,7 @@ impl<'e, 'a> TreeWalk<'e, 'a> {
                     return Ok(None);
                 }
                 let mut m = m.clone();
-                apply_wiping(&mut m, changes);
+                apply(&mut m, changes);
                 Ok(Some(Value::Object(m)))
             }
             Value::Array(a) => {
@@ -1010,8 +1010,7 @@ impl<'e, 'a> TreeWalk<'e, 'a> {
                 }
                 let mut a = a.clone();
                 for (i, nx) in changes {
-                    let mut old = std::mem::replace(&mut a[i], nx);
-                    wipe(&mut old);
+                    replace_wiping(&mut a[i], nx);
                 }
                 Ok(Some(Value::Array(a)))
             }
@@ -1057,24 +1056,6 @@ impl<'e, 'a> TreeWalk<'e, 'a> {
             }
         }
         p
-    }
-}
-
-/// Replaces the values at the given positions (in iteration order) of `m`, wiping the
-/// strings of the values replaced (plaintext that is now encrypted).
-fn apply_wiping(m: &mut Map<String, Value>, changes: Vec<(usize, Value)>) {
-    let mut changes = changes.into_iter().peekable();
-    for (pos, (_, v)) in m.iter_mut().enumerate() {
-        match changes.peek() {
-            Some((p, _)) if *p == pos => {
-                if let Some((_, nv)) = changes.next() {
-                    let mut old = std::mem::replace(v, nv);
-                    wipe(&mut old);
-                }
-            }
-            Some(_) => {}
-            None => break,
-        }
     }
 }
 

@@ -134,7 +134,7 @@ impl<'e, 'a> Walk<'e, 'a> {
                     }
                     let mut a = a.clone();
                     for (i, nx) in changes {
-                        a[i] = nx;
+                        replace_wiping(&mut a[i], nx);
                     }
                     Ok(Some(Value::Array(a)))
                 }
@@ -314,14 +314,22 @@ pub(crate) fn wipe_changes(changes: Vec<(usize, Value)>, e: Error) -> Error {
     e
 }
 
-/// Replaces the values at the given positions (in iteration order) of `m`.
+/// Puts `new` in `slot` and wipes what was there (see [`wipe`]): the value replaced may be
+/// plaintext (encrypting) or a copy of it (the clone of a nested object or array).
+pub(crate) fn replace_wiping(slot: &mut Value, new: Value) {
+    let mut old = std::mem::replace(slot, new);
+    wipe(&mut old);
+}
+
+/// Replaces the values at the given positions (in iteration order) of `m`, wiping the
+/// values replaced.
 pub(crate) fn apply(m: &mut Map<String, Value>, changes: Vec<(usize, Value)>) {
     let mut changes = changes.into_iter().peekable();
     for (pos, (_, v)) in m.iter_mut().enumerate() {
         match changes.peek() {
             Some((p, _)) if *p == pos => {
                 if let Some((_, nv)) = changes.next() {
-                    *v = nv;
+                    replace_wiping(v, nv);
                 }
             }
             Some(_) => {}
