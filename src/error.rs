@@ -233,21 +233,26 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Sets the JSON path on variants that carry one and where it is still empty.
-    pub(crate) fn at_path(mut self, at: &str) -> Self {
-        match &mut self {
+    /// The JSON path of the variants that name a place in a document.
+    pub(crate) fn document_path_mut(&mut self) -> Option<&mut String> {
+        match self {
             Error::DecryptionFailed { path, .. }
             | Error::MalformedCiphertext { path, .. }
             | Error::UnsupportedValue { path, .. }
             | Error::InvalidDocument { path, .. }
             | Error::LimitExceeded { path, .. }
             | Error::KeyUnavailable { path, .. }
-            | Error::UnsupportedOperation { path, .. }
-                if path.is_empty() =>
-            {
-                at.clone_into(path);
-            }
-            _ => {}
+            | Error::UnsupportedOperation { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Sets the JSON path on variants that carry one and where it is still empty.
+    pub(crate) fn at_path(mut self, at: &str) -> Self {
+        if let Some(path) = self.document_path_mut()
+            && path.is_empty()
+        {
+            at.clone_into(path);
         }
         self
     }

@@ -418,23 +418,12 @@ pub(crate) fn retype_numbers(text: &str, ty: NumberType, path: &str) -> Result<Z
 /// `e` with the path of the synthetic document (`synthetic`, see [`Wrapper`]) turned into
 /// the caller's `real` path, and `real` where the error had no path.
 pub(crate) fn rebase_error(mut e: Error, synthetic: &str, real: &str) -> Error {
-    if synthetic != real {
-        match &mut e {
-            Error::DecryptionFailed { path, .. }
-            | Error::MalformedCiphertext { path, .. }
-            | Error::UnsupportedValue { path, .. }
-            | Error::InvalidDocument { path, .. }
-            | Error::LimitExceeded { path, .. }
-            | Error::KeyUnavailable { path, .. }
-            | Error::UnsupportedOperation { path, .. } => {
-                if let Some(rest) = path.strip_prefix(synthetic)
-                    && (rest.is_empty() || rest.starts_with('/'))
-                {
-                    *path = format!("{real}{rest}");
-                }
-            }
-            _ => {}
-        }
+    if synthetic != real
+        && let Some(path) = e.document_path_mut()
+        && let Some(rest) = path.strip_prefix(synthetic)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        *path = format!("{real}{rest}");
     }
     e.at_path(real)
 }
