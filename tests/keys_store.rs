@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use always_encrypted::Error;
 use always_encrypted::cipher::Algorithm;
@@ -213,46 +213,46 @@ async fn two_writers_cannot_silently_overwrite_each_other() {
     );
 }
 
+/// A writer on its own thread that opens the store at `path` and creates keys `w{w}-00`,
+/// `w{w}-01`, …, `n` of them, reloading and retrying on every conflict (at most 10,000 in
+/// all); returns how many conflicts it met.
+fn retrying_writer(path: PathBuf, w: usize, n: usize) -> tokio::task::JoinHandle<usize> {
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let store = JsonFileKeyStore::open(&path).unwrap();
+        let mut conflicts = 0;
+        for i in 0..n {
+            let key = cek(&format!("w{w}-{i:02}"), 1);
+            loop {
+                match rt.block_on(store.create(key.clone())) {
+                    Ok(()) => break,
+                    Err(Error::KeyStoreConflict { .. }) => {
+                        conflicts += 1;
+                        assert!(conflicts < 10_000);
+                        store.reload().unwrap();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        conflicts
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_that_retry_lose_nothing() {
     let dir = TempDir::new("store-many-writers");
-    let path = Arc::new(dir.join("keys.json"));
-    JsonFileKeyStore::create(&*path).unwrap();
+    let path = dir.join("keys.json");
+    JsonFileKeyStore::create(&path).unwrap();
     let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                let store = JsonFileKeyStore::open(&*path).unwrap();
-                let mut conflicts = 0;
-                for i in 0..10 {
-                    let key = cek(&format!("w{w}-{i}"), 1);
-                    loop {
-                        match rt.block_on(store.create(key.clone())) {
-                            Ok(()) => break,
-                            Err(Error::KeyStoreConflict { .. }) => {
-                                conflicts += 1;
-                                assert!(conflicts < 10_000);
-                                store.reload().unwrap();
-                            }
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                }
-                conflicts
-            })
-        })
+        .map(|w| retrying_writer(path.clone(), w, 10))
         .collect();
     for w in writers {
         w.await.unwrap();
     }
-    let keys = JsonFileKeyStore::open(&*path)
-        .unwrap()
-        .list()
-        .await
-        .unwrap();
+    let keys = JsonFileKeyStore::open(&path).unwrap().list().await.unwrap();
     assert_eq!(keys.len(), 40, "every writer's keys are there");
 }
 
@@ -451,29 +451,7 @@ async fn writers_through_a_link_and_its_target_share_one_lock() {
     let writers: Vec<_> = [real.clone(), link.clone()]
         .into_iter()
         .enumerate()
-        .map(|(w, path)| {
-            tokio::task::spawn_blocking(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                let store = JsonFileKeyStore::open(&path).unwrap();
-                for i in 0..25 {
-                    let key = cek(&format!("w{w}-{i:02}"), 1);
-                    let mut conflicts = 0;
-                    loop {
-                        match rt.block_on(store.create(key.clone())) {
-                            Ok(()) => break,
-                            Err(Error::KeyStoreConflict { .. }) => {
-                                conflicts += 1;
-                                assert!(conflicts < 10_000);
-                                store.reload().unwrap();
-                            }
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                }
-            })
-        })
+        .map(|(w, path)| retrying_writer(path, w, 25))
         .collect();
     for w in writers {
         w.await.unwrap();
